@@ -1,0 +1,1 @@
+"""Test kit: reusable helpers for the Casegate test suite (upstream stub, ...)."""
