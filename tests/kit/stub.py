@@ -30,6 +30,19 @@ stream, a "chunk" is one ``data:`` event carrying a ``chat.completion.chunk`` (t
 usage chunk and the finish chunk count; ``[DONE]`` does not). The first chunk carries
 ``role: "assistant"`` together with the first delta.
 
+A test-suite fixture (e.g. in ``tests/conftest.py``): one stub per session, wiped per
+test::
+
+    @pytest.fixture(scope="session")
+    def upstream_server() -> Iterator[UpstreamStub]:
+        with UpstreamStub() as stub:
+            yield stub
+
+    @pytest.fixture
+    def upstream(upstream_server: UpstreamStub) -> UpstreamStub:
+        upstream_server.clear()
+        return upstream_server
+
 Run as a process (benchmarks, the README demo)::
 
     python -m tests.kit.stub --port 9000 [--latency-ms 50]
@@ -146,6 +159,7 @@ ReplyKind = Literal[
     "malformed",
     "reset",
     "hang",
+    "stream_error",
 ]
 
 
@@ -334,6 +348,29 @@ class Reply:
         drop the connection without ``[DONE]`` or the terminating HTTP chunk.
         Non-streaming request: half of a Content-Length body, then drop."""
         return cls("cut", inner=reply, after_chunks=after_chunks)
+
+    @classmethod
+    def stream_error(
+        cls,
+        after_chunks: int = 1,
+        *,
+        status: int = 500,
+        code: str | None = None,
+        message: str = "stub stream error",
+        reply: Reply | None = None,
+    ) -> Reply:
+        """Send ``after_chunks`` chunks of ``reply`` (default: the built-in text), then an
+        in-band ``data: {"error": {...}}`` event, and end the response (no ``[DONE]``).
+        The openai SDK raises ``APIError`` on it. Non-streaming request: a plain HTTP
+        error with ``status``."""
+        return cls(
+            "stream_error",
+            inner=reply,
+            after_chunks=after_chunks,
+            status=status,
+            code=code,
+            message=message,
+        )
 
 
 def _tool_calls(calls: Sequence[Mapping[str, Any]], fragment_size: int) -> tuple[ToolCall, ...]:
@@ -541,14 +578,7 @@ async def _render(reply: Reply, ctx: _Ctx) -> web.StreamResponse:
         if reply.body is not None:
             headers.setdefault("Content-Type", "application/json")
             return web.Response(status=reply.status, body=reply.body, headers=headers)
-        error = {
-            "error": {
-                "message": reply.message,
-                "type": _error_type(reply.status),
-                "param": None,
-                "code": reply.code,
-            }
-        }
+        error = _error_body(reply.status, reply.code, reply.message)
         return web.json_response(error, status=reply.status, headers=headers)
     if kind == "malformed":
         if ctx.stream:
@@ -567,6 +597,16 @@ async def _render(reply: Reply, ctx: _Ctx) -> web.StreamResponse:
     if kind == "hang":
         await _wait_or_stop(ctx, None)
         return await _dead(request, ctx)
+    if kind == "stream_error":
+        if not ctx.stream:
+            return await _render(replace(reply, kind="error"), ctx)
+        inner = reply.inner or _DEFAULT_REPLY
+        resp = await _start_sse(request)
+        for event in _chunk_events(inner, ctx)[: max(0, reply.after_chunks)]:
+            await resp.write(_sse(event))
+        await resp.write(_sse(_error_body(reply.status, reply.code, reply.message)))
+        await resp.write_eof()
+        return resp
     if kind in ("stall", "cut"):
         inner = reply.inner or _DEFAULT_REPLY
         if ctx.stream:
@@ -938,20 +978,23 @@ class UpstreamStub:
         return _openai_error(404, "not_found", f"no route {request.method} {request.path}")
 
 
+def _error_body(
+    status: int, code: str | None, message: str, param: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": _error_type(status),
+            "param": param,
+            "code": code,
+        }
+    }
+
+
 def _openai_error(
     status: int, code: str, message: str, *, param: str | None = None
 ) -> web.Response:
-    return web.json_response(
-        {
-            "error": {
-                "message": message,
-                "type": _error_type(status),
-                "param": param,
-                "code": code,
-            }
-        },
-        status=status,
-    )
+    return web.json_response(_error_body(status, code, message, param), status=status)
 
 
 # --------------------------------------------------------------------------- CLI
