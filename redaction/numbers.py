@@ -1,0 +1,101 @@
+"""Digit runs: the shared candidate shape of the number-based recognizers.
+
+    for run in digit_runs("call +44 (0)20 7946 0958 or 4111 1111 1111 1111"):
+        run.groups   # digit groups as (start, end) offsets in the text
+        run.seps     # the separator text before each group after the first
+
+A run is a sequence of digit groups joined by short separators (space, dot, dash,
+slash, parentheses), so "separators inside numbers" cannot hide a value. Recognizers
+pick windows of consecutive groups with `pick_windows` and validate each window:
+the longest valid window from the leftmost start wins, so a card next to a quantity
+("2 4111 1111 1111 1111") is still found. Groups that form a date are never part of a
+window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+__all__ = ["Run", "digit_runs", "pick_windows"]
+
+_RUN = re.compile(
+    r"(?<![A-Za-z0-9_@+])(?<![A-Za-z0-9][\-/.])"  # not the tail of an identifier
+    r"(?:\+|\(\+?)?[0-9]+(?:[ .\-/()]{1,3}[0-9]+)*"
+)
+_GROUP = re.compile(r"[0-9]+")
+_DATE_SEPS = frozenset("/.-")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    text: str
+    start: int  # offset of the run (its "+" or "(" prefix included)
+    groups: tuple[tuple[int, int], ...]
+    seps: tuple[str, ...]  # seps[k] joins groups[k] and groups[k + 1]
+    prefix: str  # "", "+", "(" or "(+"
+    blocked: frozenset[int]  # groups that belong to a date
+
+    def digits(self, i: int, j: int) -> str:
+        return "".join(self.text[s:e] for s, e in self.groups[i : j + 1])
+
+    def lengths(self, i: int, j: int) -> list[int]:
+        return [e - s for s, e in self.groups[i : j + 1]]
+
+
+def _is_date(values: list[str], seps: list[str]) -> bool:
+    a, b, c = values
+    if seps[0] != seps[1] or seps[0] not in _DATE_SEPS:
+        return False
+    la, lb, lc = len(a), len(b), len(c)
+    if la == 4 and lb <= 2 and lc <= 2:  # 2026-01-15
+        return 1 <= int(b) <= 12 and 1 <= int(c) <= 31
+    if la <= 2 and lb <= 2 and lc in (2, 4):  # 15/01/2026, 01.15.26
+        return 1 <= int(a) <= 31 and 1 <= int(b) <= 31 and (int(a) <= 12 or int(b) <= 12)
+    return False
+
+
+def digit_runs(text: str) -> Iterator[Run]:
+    for m in _RUN.finditer(text):
+        run_text = m.group()
+        base = m.start()
+        groups = tuple((g.start() + base, g.end() + base) for g in _GROUP.finditer(run_text))
+        seps = tuple(text[groups[k][1] : groups[k + 1][0]] for k in range(len(groups) - 1))
+        prefix = text[base : groups[0][0]]
+        blocked: set[int] = set()
+        values = [text[s:e] for s, e in groups]
+        for k in range(len(groups) - 2):
+            if _is_date(values[k : k + 3], list(seps[k : k + 2])):
+                blocked.update((k, k + 1, k + 2))
+        yield Run(text, base, groups, seps, prefix, frozenset(blocked))
+
+
+Judge = Callable[[Run, int, int], "tuple[int, int] | None"]
+
+
+def pick_windows(run: Run, judge: Judge, max_digits: int) -> Iterator[tuple[int, int]]:
+    """Yield the spans `judge` accepts, longest window first from each leftmost start."""
+    count = len(run.groups)
+    i = 0
+    while i < count:
+        if i in run.blocked:
+            i += 1
+            continue
+        ends: list[int] = []
+        total = 0
+        for j in range(i, count):
+            if j in run.blocked:
+                break
+            total += run.groups[j][1] - run.groups[j][0]
+            if total > max_digits:
+                break
+            ends.append(j)
+        for j in reversed(ends):
+            span = judge(run, i, j)
+            if span is not None:
+                yield span
+                i = j + 1
+                break
+        else:
+            i += 1

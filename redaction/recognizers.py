@@ -1,0 +1,384 @@
+"""Built-in recognizers: one small unit per entity, a pattern plus a validator.
+
+    EMAIL.find("write to ana [at] example [dot] com")   # [(9, 35)]
+    CREDIT_CARD.validate("4111 1111 1111 1111")          # True
+
+A recognizer only detects: it yields (start, end) spans of the text it is given.
+Replacing is the `Redactor`'s job. Number-based recognizers declare `min_digits`: every
+span they yield holds at least that many ASCII digits, which lets the redactor skip them
+on text without enough digits and run them only on the regions around digit clusters.
+They expect the normalised view (ASCII digits); `Redactor` provides it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+from .numbers import Run, digit_runs, pick_windows
+from .validators import IBAN_LENGTHS, card_ok, iban_ok, ip_ok, nino_ok, ssn_ok
+
+__all__ = [
+    "BUILTIN",
+    "CardRecognizer",
+    "EmailRecognizer",
+    "IbanRecognizer",
+    "Ipv4Recognizer",
+    "Ipv6Recognizer",
+    "NinoRecognizer",
+    "PhoneRecognizer",
+    "Recognizer",
+    "SsnRecognizer",
+]
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """Finds the spans of one entity in a text. Must not raise on any input."""
+
+    @property
+    def entity(self) -> str: ...
+
+    def find(self, text: str) -> Iterable[tuple[int, int]]: ...
+
+
+def _context(text: str, start: int, keywords: re.Pattern[str], width: int = 40) -> bool:
+    return keywords.search(text, max(0, start - width), start) is not None
+
+
+# ---------------------------------------------------------------- EMAIL
+
+_DOT = r"(?:\.|[ \t]{0,2}[\[({<][ \t]?(?i:dot)[ \t]?[\])}>][ \t]{0,2}|[ \t]{1,2}(?i:dot)[ \t]{1,2})"
+_SPELLED_DOT = (
+    r"(?:[ \t]{0,2}[\[({<][ \t]?(?i:dot)[ \t]?[\])}>][ \t]{0,2}|[ \t]{1,2}(?i:dot)[ \t]{1,2})"
+)
+_LABEL = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
+_TLD = r"[^\W\d_]{2,24}"
+_EMAIL = re.compile(
+    r"(?<![\w.%+\-])[\w%+\-](?:[\w.%+\-]{0,63}(?<!\.))?"
+    r"(?:(?:@|[ \t]{0,2}[\[({<][ \t]?(?i:at)[ \t]?[\])}>][ \t]{0,2})"
+    rf"(?:{_LABEL}{_DOT}){{1,8}}{_TLD}"
+    rf"|[ \t]{{1,2}}(?i:at)[ \t]{{1,2}}(?:{_LABEL}{_SPELLED_DOT}){{1,8}}{_TLD})"
+    r"(?![\w\-@])"
+)
+_EMAIL_MARKERS = ("at]", "at)", "at}", "at>", "at ]", "at )", "dot")
+
+
+class EmailRecognizer:
+    """Addresses, also spelled "name [at] domain [dot] com" or "name at domain dot com".
+
+    A plain " at " counts only with spelled dots, so "look at example.com" is no address.
+    """
+
+    entity = "EMAIL"
+    min_digits = 0
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        lowered = text.lower()
+        if any(marker in lowered for marker in _EMAIL_MARKERS):
+            yield from (found.span() for found in _EMAIL.finditer(text))
+            return
+        # Only "@" forms are possible: search a bounded window around each "@".
+        end = -1
+        at = text.find("@")
+        while at != -1:
+            m = _EMAIL.search(text, max(end, at - 70, 0), at + 300)
+            while m is not None and m.end() <= at:  # an earlier match inside the window
+                m = _EMAIL.search(text, m.end(), at + 300)
+            if m is not None and m.start() < at:
+                yield m.span()
+                end = m.end()
+            at = text.find("@", max(at + 1, end))
+
+    def validate(self, candidate: str) -> bool:
+        return _EMAIL.fullmatch(candidate) is not None
+
+
+# ---------------------------------------------------------------- numbers in runs
+
+_PHONE_SEP = re.compile(r" |-| - |\.|/|\)|\) |\)-|\( ?| \(|\) \(")
+_PHONE_WORDS = re.compile(
+    r"(?i:phone|tel\b|call|mobile|cell|ring|text|whatsapp|contact|fax|reach|number)"
+)
+_SSN_WORDS = re.compile(r"(?i:ssn|social security|soc\.? ?sec|taxpayer|\btin\b)")
+
+
+def _window(run: Run, i: int, j: int) -> tuple[int, int] | None:
+    """The window's span with its parentheses, or None when they do not balance."""
+    text = run.text
+    start, end = run.groups[i][0], run.groups[j][1]
+    if i == 0 and run.prefix:
+        start = run.start
+    elif i > 0 and run.seps[i - 1].endswith("("):
+        start -= 1
+    depth = text.count("(", start, end) - text.count(")", start, end)
+    if depth == 1 and text.startswith(")", end):
+        end += 1
+        depth = 0
+    return (start, end) if depth == 0 else None
+
+
+class PhoneRecognizer:
+    """E.164 (+ or 00), NANP, UK and common EU national numbers, grouped as people write."""
+
+    entity = "PHONE"
+    min_digits = 7
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        for run in digit_runs(text):
+            yield from pick_windows(run, self._judge, 17)
+
+    def validate(self, candidate: str) -> bool:
+        return any(span == (0, len(candidate)) for span in self.find(candidate))
+
+    def _judge(self, run: Run, i: int, j: int) -> tuple[int, int] | None:
+        span = _window(run, i, j)
+        if span is None:
+            return None
+        seps = run.seps[i:j]
+        if any(_PHONE_SEP.fullmatch(sep) is None for sep in seps):
+            return None
+        if sum(sep.count("/") for sep in seps) > 1:
+            return None
+        values = [run.text[s:e] for s, e in run.groups[i : j + 1]]
+        international = i == 0 and "+" in run.prefix
+        if international and len(values) > 2 and values[1] == "0" and seps[0].endswith("("):
+            values.pop(1)  # the "(0)" trunk digit of "+44 (0)20 ..."
+        digits = "".join(values)
+        if len(digits) < 7:
+            return None
+        lengths = [len(v) for v in values]
+        if international:
+            return span if 8 <= len(digits) <= 15 and digits[0] != "0" else None
+        if digits.startswith("00") and lengths[0] >= 2:
+            rest = digits[2:]
+            ok = 8 <= len(rest) <= 15 and rest[0] != "0" and len(values) > 1
+            return span if ok else None
+        return span if self._national(run.text, span[0], digits, lengths) else None
+
+    @staticmethod
+    def _national(text: str, start: int, digits: str, lengths: list[int]) -> bool:
+        n = len(digits)
+        grouped = len(lengths) > 1
+        if digits[0] == "0":  # UK / EU trunk prefix
+            if digits[1] == "0" or not 9 <= n <= 11:
+                return False
+            if not grouped:
+                return n >= 10
+            return 2 <= lengths[0] <= 5 and min(lengths[1:]) >= 2
+        if n == 10 and digits[0] in "23456789":
+            if lengths in ([3, 3, 4], [3, 7]):
+                return digits[0] == "3" or digits[3] in "23456789"  # IT mobiles start 3
+            return not grouped and digits[3] in "23456789" and _context(text, start, _PHONE_WORDS)
+        if n == 11 and digits[0] == "1" and lengths == [1, 3, 3, 4]:
+            return digits[1] in "23456789" and digits[4] in "23456789"
+        if n == 9 and digits[0] in "6789":  # ES
+            return lengths in ([3, 3, 3], [3, 2, 2, 2])
+        return False
+
+
+class CardRecognizer:
+    """13-19 digits with a known issuer prefix and a valid Luhn digit."""
+
+    entity = "CREDIT_CARD"
+    min_digits = 13
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        for run in digit_runs(text):
+            yield from pick_windows(run, self._judge, 19)
+
+    def validate(self, candidate: str) -> bool:
+        return any(span == (0, len(candidate)) for span in self.find(candidate))
+
+    @staticmethod
+    def _judge(run: Run, i: int, j: int) -> tuple[int, int] | None:
+        if any(sep not in (" ", "-", ".") for sep in run.seps[i:j]):
+            return None
+        if not card_ok(run.digits(i, j)):
+            return None
+        return run.groups[i][0], run.groups[j][1]
+
+
+class SsnRecognizer:
+    """AAA-GG-SSSS with one separator kind; nine bare digits only after an SSN keyword."""
+
+    entity = "US_SSN"
+    min_digits = 9
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        for run in digit_runs(text):
+            if not run.prefix:
+                yield from pick_windows(run, self._judge, 9)
+
+    def validate(self, candidate: str) -> bool:
+        return any(span == (0, len(candidate)) for span in self.find(candidate))
+
+    @staticmethod
+    def _judge(run: Run, i: int, j: int) -> tuple[int, int] | None:
+        digits = run.digits(i, j)
+        lengths = run.lengths(i, j)
+        start, end = run.groups[i][0], run.groups[j][1]
+        if lengths == [3, 2, 4]:
+            sep = run.seps[i]
+            if sep not in ("-", " ", ".") or run.seps[i + 1] != sep:
+                return None
+        elif lengths != [9] or not _context(run.text, start, _SSN_WORDS):
+            return None
+        return (start, end) if ssn_ok(digits[:3], digits[3:5], digits[5:]) else None
+
+
+# ---------------------------------------------------------------- IBAN, NINO
+
+_IBAN = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){10,32}")
+_SEPARATORS = re.compile(r"[ \-]")
+
+
+class IbanRecognizer:
+    """Country code, check digits and BBAN of the country's length; mod-97 checked."""
+
+    entity = "IBAN"
+    min_digits = 6
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        m = _IBAN.search(text)
+        while m is not None:
+            span = self._trim(text, m.start(), m.end())
+            if span is None:
+                m = _IBAN.search(text, m.start() + 1)
+            else:
+                yield span
+                m = _IBAN.search(text, span[1])
+
+    @staticmethod
+    def _trim(text: str, start: int, stop: int) -> tuple[int, int] | None:
+        length = IBAN_LENGTHS.get(text[start : start + 2].upper())
+        if length is None:
+            return None
+        count, pos = 0, start
+        while pos < stop and count < length:
+            if text[pos] not in " -":
+                count += 1
+            pos += 1
+        if count < length or (pos < len(text) and (text[pos].isalnum() or text[pos] == "_")):
+            return None
+        ok = iban_ok(_SEPARATORS.sub("", text[start:pos]).upper())
+        return (start, pos) if ok else None
+
+    def validate(self, candidate: str) -> bool:
+        return any(span == (0, len(candidate)) for span in self.find(candidate))
+
+
+_NINO = re.compile(
+    r"(?<![A-Za-z0-9_])[A-Za-z]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[0-9]{2}[ \-]?[A-Da-d]"
+    r"(?![A-Za-z0-9_])"
+)
+
+
+class NinoRecognizer:
+    """UK National Insurance numbers: valid prefix letters, six digits, suffix A-D."""
+
+    entity = "UK_NINO"
+    min_digits = 6
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        for m in _NINO.finditer(text):
+            if self.validate(m.group()):
+                yield m.span()
+
+    def validate(self, candidate: str) -> bool:
+        return nino_ok(_SEPARATORS.sub("", candidate).upper())
+
+
+# ---------------------------------------------------------------- IP addresses
+
+_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_IPV4_AFTER = re.compile(r"[0-9A-Za-z_]|\.[0-9]")
+_VERSION_WORDS = re.compile(r"(?i:version|\bver\.?|\bv|build|release|firmware|\bapp)\s*[:#]?\s*$")
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:.")
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+class Ipv4Recognizer:
+    """Dotted quads the `ipaddress` module accepts, except after "version", "build", ..."""
+
+    entity = "IP_ADDRESS"
+    min_digits = 4
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        m = _IPV4.search(text)
+        while m is not None:
+            start, end = m.span()
+            before = text[start - 1] if start else " "
+            if (
+                before not in _WORD
+                and before not in ".:"
+                and _IPV4_AFTER.match(text, end) is None
+                and ip_ok(m.group())
+                and _VERSION_WORDS.search(text, max(0, start - 20), start) is None
+            ):
+                yield start, end
+                m = _IPV4.search(text, end)
+            else:
+                m = _IPV4.search(text, start + 1)
+
+    def validate(self, candidate: str) -> bool:
+        return any(span == (0, len(candidate)) for span in self.find(candidate))
+
+
+class Ipv6Recognizer:
+    """IPv6 addresses (also with an embedded IPv4 tail), found from their colons."""
+
+    entity = "IP_ADDRESS"
+    min_digits = 0
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        if text.count(":") < 2:
+            return
+        n = len(text)
+        colon = text.find(":")
+        while colon != -1:
+            start = colon
+            while start > 0 and text[start - 1] in _HEX_COLON:
+                start -= 1
+            end = colon
+            while end < n and text[end] in _HEX_COLON:
+                end += 1
+            while end > colon + 1 and text[end - 1] == ".":  # a sentence's full stop
+                end -= 1
+            while start < colon and text[start] == ".":
+                start += 1
+            token = text[start:end]
+            if (
+                token.count(":") >= 2
+                and any(ch not in ":." for ch in token)
+                and (start == 0 or text[start - 1] not in _WORD)
+                and (end == n or text[end] not in _WORD)
+                and ip_ok(token)
+            ):
+                yield start, end
+            colon = text.find(":", max(end, colon + 1))
+
+    def validate(self, candidate: str) -> bool:
+        return any(span == (0, len(candidate)) for span in self.find(candidate))
+
+
+EMAIL = EmailRecognizer()
+PHONE = PhoneRecognizer()
+CREDIT_CARD = CardRecognizer()
+IBAN = IbanRecognizer()
+IPV4 = Ipv4Recognizer()
+IPV6 = Ipv6Recognizer()
+US_SSN = SsnRecognizer()
+UK_NINO = NinoRecognizer()
+
+# Entity name -> the recognizers that detect it.
+BUILTIN: dict[str, tuple[Recognizer, ...]] = {
+    "EMAIL": (EMAIL,),
+    "PHONE": (PHONE,),
+    "CREDIT_CARD": (CREDIT_CARD,),
+    "IBAN": (IBAN,),
+    "IP_ADDRESS": (IPV4, IPV6),
+    "US_SSN": (US_SSN,),
+    "UK_NINO": (UK_NINO,),
+}

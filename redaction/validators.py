@@ -1,0 +1,111 @@
+"""Checksums and validity rules, one pure function per entity format.
+
+    luhn_ok("4111111111111111")          # True
+    iban_ok("GB82WEST12345698765432")    # True: length for GB and mod-97 == 1
+    ssn_ok("078", "05", "1120")          # True (format only: the famous Woolworth number)
+
+Each takes the candidate with separators already removed, in upper case where letters
+matter; recognizers call them after their pattern matched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = [
+    "IBAN_LENGTHS",
+    "card_ok",
+    "iban_ok",
+    "ip_ok",
+    "luhn_ok",
+    "nino_ok",
+    "ssn_ok",
+]
+
+# ISO 13616 registry: country code -> IBAN length.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
+    "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
+    "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
+    "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+    "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27,
+    "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28,
+    "PS": 29, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31, "SD": 18,
+    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
+    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+
+# Issuer prefixes of the networks in use: Visa 4; Mastercard 51-55 and 2221-2720;
+# Amex 34/37; Diners 30/36/38/39; JCB 35; Discover, UnionPay, Maestro 5x/6x.
+_CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[04-9]|6")
+_NINO_FIRST_BAD = frozenset("DFIQUV")
+_NINO_SECOND_BAD = frozenset("DFIOQUV")
+_NINO_PREFIX_BAD = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn mod-10 check over a string of ASCII digits."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def card_ok(digits: str) -> bool:
+    """13-19 digits, a known issuer prefix and a valid Luhn check digit."""
+    return (
+        13 <= len(digits) <= 19
+        and digits.isdigit()
+        and _CARD_PREFIX.match(digits) is not None
+        and luhn_ok(digits)
+    )
+
+
+def iban_ok(iban: str) -> bool:
+    """Upper-case IBAN without spaces: the country's length and ISO 7064 mod 97-10."""
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban[2:4].isdigit():
+        return False
+    if not iban.isalnum() or not iban.isascii():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """SSA rules: no area 000, 666 or 9xx, no group 00, no serial 0000."""
+    return (
+        area != "000"
+        and area != "666"
+        and not area.startswith("9")
+        and group != "00"
+        and serial != "0000"
+    )
+
+
+def nino_ok(nino: str) -> bool:
+    """HMRC rules for a 9-character upper-case NINO: prefix letters and suffix A-D."""
+    if len(nino) != 9 or not nino[2:8].isdigit() or nino[8] not in "ABCD":
+        return False
+    first, second = nino[0], nino[1]
+    return (
+        first.isalpha()
+        and second.isalpha()
+        and first not in _NINO_FIRST_BAD
+        and second not in _NINO_SECOND_BAD
+        and nino[:2] not in _NINO_PREFIX_BAD
+    )
+
+
+def ip_ok(candidate: str) -> bool:
+    """A valid IPv4 or IPv6 address as the `ipaddress` module parses it."""
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    return True
