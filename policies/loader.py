@@ -116,6 +116,8 @@ def _parse_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and not exc.context.startswith("while"):
+            problem = f"{exc.context}, {exc.problem}"  # "expected a single document, but ..."
         if mark is None:
             raise BundleError(source, [(_TOP, problem)]) from None
         where = f"line {mark.line + 1}"

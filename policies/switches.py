@@ -35,6 +35,7 @@ __all__ = [
 #: Scope kinds, in the order a halting switch is reported when several cover a call.
 SCOPE_KINDS: tuple[str, ...] = ("global", "use_case", "action_class", "route", "model", "tool")
 _MODES = ("halt", "degrade")
+_SPACE = " \t\r\n"  # ASCII only: a name is exact, so no Unicode trimming
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +116,12 @@ def valid_scopes(policy: CompiledPolicy, deployments: Mapping[str, Sequence[str]
 def parse_scope(scope: str, valid: Sequence[str]) -> str:
     """Return the canonical form of *scope* if it is in *valid*, else raise `ScopeError`.
 
-    Surrounding whitespace is ignored and the kind is case-insensitive
+    Surrounding ASCII whitespace is ignored and the kind is case-insensitive
     (``Use_Case: triage`` is ``use_case:triage``); names are exact.
     """
-    text = scope.strip()
+    text = scope.strip(_SPACE)
     kind, sep, name = text.partition(":")
-    canonical = f"{kind.strip().lower()}:{name.strip()}" if sep else text.lower()
+    canonical = f"{kind.strip(_SPACE).lower()}:{name.strip(_SPACE)}" if sep else text.lower()
     if canonical in valid:
         return canonical
     raise ScopeError(scope, valid)
