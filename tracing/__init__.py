@@ -11,7 +11,7 @@ Usage::
     span.end(http_status=200)
 
     writer = tracing.ChainWriter("gw-1")
-    event = writer.next_event("request.started", "lin_01", {}, at_ms=1795849002123)
+    event = writer.next_event("request.started", "lin_01", {}, at_ms=1795850202123)
     assert tracing.verify_chains([event]).ok
 
 Importing this package does nothing but define names: the OpenTelemetry SDK and OTLP

@@ -4,7 +4,7 @@ Usage::
 
     writer = ChainWriter("gw-7f3a")                    # or resume: seq=..., head=...
     event = writer.next_event("request.started", lineage_id, {"use_case": "refund"},
-                              at_ms=1795849002123)
+                              at_ms=1795850202123)
     store.append(event)                                # the gateway's job, durably
     body = checkpoint_body({writer.chain: (writer.seq, writer.head)}, rfc3339_ms(now_ms))
     signature = sign(canonical_json(body))             # Ed25519 lives in the gateway
@@ -88,7 +88,7 @@ def event_hash(event: Mapping[str, Any]) -> str:
 
 
 def rfc3339_ms(epoch_ms: int) -> str:
-    """``1795849002123`` -> ``"2026-11-28T07:16:42.123Z"`` (UTC, millisecond precision)."""
+    """``1795850202123`` -> ``"2026-11-28T07:16:42.123Z"`` (UTC, millisecond precision)."""
     if isinstance(epoch_ms, bool) or not isinstance(epoch_ms, int):
         raise TypeError(f"epoch_ms must be an int of milliseconds, not {type(epoch_ms).__name__}")
     t = _EPOCH + timedelta(milliseconds=epoch_ms)

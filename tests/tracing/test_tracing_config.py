@@ -179,3 +179,23 @@ def test_step_spans_flag(value: str | None, expected: bool) -> None:
     env = {} if value is None else {"CASEGATE_TRACE_STEPS": value}
     assert step_spans_enabled(env) is expected
     assert read_config(env).trace_steps is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "arg", "description"),
+    [
+        ("always_on", None, "AlwaysOnSampler"),
+        ("always_off", None, "AlwaysOffSampler"),
+        ("traceidratio", 0.5, "TraceIdRatioBased{0.5}"),
+        ("parentbased_always_on", None, "ParentBased{root:AlwaysOnSampler"),
+        ("parentbased_always_off", None, "ParentBased{root:AlwaysOffSampler"),
+        ("parentbased_traceidratio", 0.1, "ParentBased{root:TraceIdRatioBased{0.1}"),
+    ],
+)
+def test_sampler_names_map_to_sdk_samplers(name: str, arg: float | None, description: str) -> None:
+    from tracing import _otel
+
+    env = {"OTEL_TRACES_SAMPLER": name}
+    if arg is not None:
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(arg)
+    assert _otel._sampler(read_config(env)).get_description().startswith(description)
