@@ -1,0 +1,121 @@
+"""The client API over HTTP: translate requests to the pipeline and back.
+
+Usage::
+
+    routes = client_routes()      # mounted by gateway.app.create_app
+
+``POST /v1/chat/completions``, ``GET /v1/models``, and the OpenAI paths Casegate does
+not serve (answered with an OpenAI-shaped 404 ``not_supported``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.errors import GatewayError, NotFound, RequestTooLarge
+from gateway.pipeline import run_chat
+from gateway.runtime import Runtime
+from tracing import attributes as attr
+
+__all__ = ["JSONBytes", "client_routes", "read_body"]
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def chat_completions(request: Request) -> Response:
+    rt = runtime(request)
+    request_id: str = request.scope["casegate.request_id"]
+    span = rt.telemetry.server_span(
+        "POST /v1/chat/completions", request.scope["headers"], {"http.request.method": "POST"}
+    )
+    request.scope["casegate.span"] = span
+    client = rt.directory.client_for(request.headers.get("authorization"))
+    span.set(attr.CASEGATE_CLIENT, client.name)
+    raw = await read_body(request, rt.settings.limits.max_body_bytes)
+    result = await run_chat(rt, client, raw, request.headers, request_id=request_id, span=span)
+    if result.stream is not None:
+        return StreamingResponse(
+            _ending(result.stream, span),
+            media_type="text/event-stream",
+            headers={**result.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    span.end(200)
+    return JSONBytes(result.body, headers=result.headers)
+
+
+async def _ending(stream: AsyncIterator[bytes], span: Any) -> AsyncIterator[bytes]:
+    try:
+        async for piece in stream:
+            yield piece
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+        span.end(200)
+
+
+async def list_models(request: Request) -> Response:
+    rt = runtime(request)
+    client = rt.directory.client_for(request.headers.get("authorization"))
+    policy = rt.policy
+    routes = sorted(
+        {uc.route for name, uc in policy.loaded.policy.use_cases.items() if name in client.use_cases}
+    )
+    created = int(rt.started_at)
+    return JSONBytes(
+        {
+            "object": "list",
+            "data": [
+                {"id": r, "object": "model", "created": created, "owned_by": "casegate"}
+                for r in routes
+            ],
+        }
+    )
+
+
+async def not_supported(request: Request) -> Response:
+    raise NotFound(
+        f"{request.method} {request.url.path} is not supported by Casegate: "
+        "it serves /v1/chat/completions and /v1/models",
+        code="not_supported",
+    )
+
+
+def client_routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/{rest:path}", not_supported, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ]
+
+
+def gateway_error_response(exc: GatewayError) -> Response:
+    return JSONBytes(exc.body(), status_code=exc.status, headers=exc.response_headers())

@@ -1,0 +1,131 @@
+"""The composition root: build the Starlette app from settings. No logic lives here.
+
+Usage::
+
+    app = create_app(settings, source="casegate.yaml")     # an ASGI app
+    uvicorn.run("gateway.app:app_from_env", factory=True)  # what `casegate serve` does
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api import JSONBytes, client_routes, gateway_error_response
+from gateway.errors import GatewayError, NotFound, error_body, error_type_for
+from gateway.health import health_routes
+from gateway.openapi import openapi_route
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+__all__ = ["app_from_env", "create_app"]
+
+log = logging.getLogger("casegate")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """``X-Request-Id`` on every response (the client's, when it is sane)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                rid = text if _REQUEST_ID.match(text) else None
+                break
+        rid = rid or f"req_{uuid.uuid4().hex}"
+        scope["casegate.request_id"] = rid
+        raw = rid.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", raw))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    span = request.scope.get("casegate.span")
+    if span is not None:
+        span.fail(exc.code)
+        span.end(exc.status)
+    log.log(exc.log_level, "%s %s -> %s %s", request.method, request.url.path, exc.status, exc.code)
+    return gateway_error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 404:
+        return gateway_error_response(NotFound(f"No such path: {request.url.path}"))
+    code = {405: "method_not_allowed"}.get(status, "invalid_request")
+    return JSONBytes(
+        error_body(str(exc.detail), error_type_for(status), code, None),
+        status_code=status,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONBytes(
+        error_body("The gateway failed to handle this request", "server_error", "internal_error", None),
+        status_code=500,
+    )
+
+
+def create_app(
+    settings: Settings, *, source: str, environ: dict[str, str] | None = None
+) -> ASGIApp:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = await Runtime.start(settings, environ, source=source)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    routes: list[Route] = [*client_routes(), *health_routes(), openapi_route()]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    # Outermost, so that even the 500 of ServerErrorMiddleware carries X-Request-Id.
+    return RequestIdMiddleware(app)
+
+
+def app_from_env() -> Any:
+    """The factory `casegate serve` hands to uvicorn (workers re-create it from env)."""
+    from gateway.cli import settings_from_env
+
+    settings, source = settings_from_env(os.environ)
+    return create_app(settings, source=source)

@@ -1,0 +1,187 @@
+"""The lineage writer: one hash chain per process, durable before it returns.
+
+Usage::
+
+    writer = LineageWriter(store)
+    await writer.start(record)          # before anything goes upstream
+    await writer.finish(record)         # in a `finally`, shielded from cancellation
+
+A :class:`LineageRecord` is what the pipeline learns about one call; ``start`` and
+``finish`` turn it into the ``request.started`` and ``request.ended`` events of
+DESIGN.md section 8 (never message text, argument values or raw identifiers).
+Events are built and written under one lock so that the chain in the store has no
+gap even when a write fails: a failed write rolls the chain head back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.stores import RecordEnd, RecordIndex, StateStore
+from tracing import ChainWriter
+
+__all__ = ["LineageRecord", "LineageWriter", "new_lineage_id"]
+
+
+def new_lineage_id() -> str:
+    # time-ordered prefix (ms) so ids sort roughly by start, then randomness
+    return f"lin_{int(time.time() * 1000):012x}{uuid.uuid4().hex[:16]}"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class LineageRecord:
+    lineage_id: str
+    client: str
+    request_id: str
+    started_ms: int = field(default_factory=now_ms)
+    started_mono: float = field(default_factory=time.monotonic)
+    use_case: str | None = None
+    case_id: str | None = None
+    customer_ref: dict[str, str] | None = None
+    queue: str | None = None
+    segment: str | None = None
+    route: str | None = None
+    policy: dict[str, str] | None = None
+    action_class_requested: str | None = None
+    action_class_applied: str | None = None
+    stream: bool = False
+    dry_run: bool = False
+    trace_id: str | None = None
+    # filled as the call proceeds
+    decision: str | None = None
+    fields_used: Sequence[str] = ()
+    fields_stripped: Sequence[str] = ()
+    redactions: dict[str, int] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    consent_basis: str | None = None
+    model_served: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls_allowed: list[str] = field(default_factory=list)
+    tool_calls_blocked: list[str] = field(default_factory=list)
+    approval: dict[str, Any] | None = None
+    kill_switches: list[str] = field(default_factory=list)
+    refusal: str | None = None
+    usage: dict[str, int] | None = None
+    provider_ms: int | None = None
+    ttfc_ms: int | None = None
+    end: str | None = None  # completed | refused | failed
+    started_written: bool = False
+    finished_written: bool = False
+
+    def start_data(self) -> dict[str, Any]:
+        return {
+            "client": self.client,
+            "request_id": self.request_id,
+            "use_case": self.use_case,
+            "case_id": self.case_id,
+            "customer_ref": self.customer_ref,
+            "queue": self.queue,
+            "segment": self.segment,
+            "route": self.route,
+            "policy": self.policy,
+            "action_class_requested": self.action_class_requested,
+            "stream": self.stream,
+            "dry_run": self.dry_run,
+            "trace_id": self.trace_id,
+            "started_ms": self.started_ms,
+        }
+
+    def end_data(self) -> dict[str, Any]:
+        return {
+            "end": self.end or "failed",
+            "decision": self.decision,
+            "action_class_requested": self.action_class_requested,
+            "action_class_applied": self.action_class_applied,
+            "fields": {"used": list(self.fields_used), "stripped": list(self.fields_stripped)},
+            "redactions": dict(self.redactions),
+            "checks": list(self.checks),
+            "consent_basis": self.consent_basis,
+            "model_served": self.model_served,
+            "attempts": list(self.attempts),
+            "tool_calls": {
+                "allowed": list(self.tool_calls_allowed),
+                "blocked": list(self.tool_calls_blocked),
+            },
+            "approval": self.approval,
+            "kill_switches": list(self.kill_switches),
+            "refusal": self.refusal,
+            "usage": self.usage,
+            "timings": {
+                "total_ms": int((time.monotonic() - self.started_mono) * 1000),
+                "provider_ms": self.provider_ms,
+                "ttfc_ms": self.ttfc_ms,
+            },
+        }
+
+
+class LineageWriter:
+    def __init__(self, store: StateStore, *, chain: str | None = None) -> None:
+        self.store = store
+        self.chain_id = chain or f"chain_{uuid.uuid4().hex[:16]}"
+        self._chain = ChainWriter(self.chain_id)
+        self._lock = asyncio.Lock()
+
+    async def _append(
+        self,
+        items: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        begin: RecordIndex | None = None,
+        end: RecordEnd | None = None,
+    ) -> list[dict[str, Any]]:
+        async with self._lock:
+            seq, head = self._chain.seq, self._chain.head
+            at = now_ms()
+            events = [self._chain.next_event(t, lid, data, at_ms=at) for t, lid, data in items]
+            try:
+                await self.store.append_events(events, begin=begin, end=end)
+            except BaseException:
+                self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
+                raise
+            return events
+
+    def _index(self, rec: LineageRecord) -> RecordIndex:
+        return RecordIndex(
+            lineage_id=rec.lineage_id,
+            client=rec.client,
+            case_id=rec.case_id,
+            customer_hash=rec.customer_ref["hash"] if rec.customer_ref else None,
+            use_case=rec.use_case,
+            started_ms=rec.started_ms,
+            chain=self.chain_id,
+        )
+
+    async def start(self, rec: LineageRecord) -> None:
+        await self._append(
+            [("request.started", rec.lineage_id, rec.start_data())], begin=self._index(rec)
+        )
+        rec.started_written = True
+
+    async def finish(self, rec: LineageRecord) -> None:
+        if rec.finished_written:
+            return
+        items: list[tuple[str, str, dict[str, Any]]] = []
+        begin = None
+        if not rec.started_written:
+            items.append(("request.started", rec.lineage_id, rec.start_data()))
+            begin = self._index(rec)
+        items.append(("request.ended", rec.lineage_id, rec.end_data()))
+        await self._append(
+            items,
+            begin=begin,
+            end=RecordEnd(rec.lineage_id, rec.end or "failed", rec.decision),
+        )
+        rec.started_written = rec.finished_written = True
+
+    async def event(self, type_: str, lineage_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """An operator event (switch flip, activation, approval...): durable on return."""
+        (event,) = await self._append([(type_, lineage_id, data)])
+        return event

@@ -1,0 +1,225 @@
+"""Everything a worker holds for its lifetime, built once at startup.
+
+Usage::
+
+    rt = await Runtime.start(settings, os.environ, source="casegate.yaml")
+    ...
+    await rt.stop()
+
+Startup order: keys, credentials, routes (each must exist for the bundle's use
+cases), the state store (migrated), then policy: the configured bundle is stored if
+its sha256 is new and activated only if nothing is active yet, so a restart never
+undoes a rollback; the active version is then read back from the store, which is
+the truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.auth import Directory
+from gateway.keys import KeyMaterial, load_keys
+from gateway.lineage import LineageWriter
+from gateway.providers.base import Deployment, Provider
+from gateway.providers.router import Router
+from gateway.settings import ConfigError, Settings
+from gateway.stores import Activation, StateStore, StoredBundle, open_store
+from policies import (
+    BundleError,
+    CompiledUseCase,
+    LoadedBundle,
+    Switch,
+    default_bundle_path,
+    load_bundle,
+)
+from redaction import ENTITIES, Redactor
+from tracing import Telemetry, configure_telemetry
+
+__all__ = ["ActivePolicy", "Runtime", "build_deployments"]
+
+log = logging.getLogger("casegate")
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    loaded: LoadedBundle
+    mode: str
+    redactors: Mapping[str, Redactor]
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    def use_case(self, name: str) -> CompiledUseCase | None:
+        return self.loaded.policy.use_cases.get(name)
+
+    def lineage(self) -> dict[str, str]:
+        return {"version": self.loaded.version, "sha256": self.loaded.sha256, "mode": self.mode}
+
+
+def compile_policy(loaded: LoadedBundle, mode: str, *, source: str) -> ActivePolicy:
+    redactors: dict[str, Redactor] = {}
+    for name, uc in loaded.policy.use_cases.items():
+        unknown = sorted(set(uc.entities) - ENTITIES)
+        if unknown:
+            raise ConfigError(
+                f"{source}: use_cases.{name}.redaction.entities: no detector for "
+                f"{', '.join(unknown)} (known: {', '.join(sorted(ENTITIES))})"
+            )
+        redactors[name] = Redactor(sorted(uc.entities))
+    return ActivePolicy(loaded, mode, redactors)
+
+
+def build_deployments(
+    settings: Settings, environ: Mapping[str, str], *, source: str
+) -> dict[str, list[Deployment]]:
+    return {
+        route: [
+            Deployment.from_config(route, i, cfg, environ, source=source)
+            for i, cfg in enumerate(deployments)
+        ]
+        for route, deployments in settings.routes.items()
+    }
+
+
+def read_bundle_text(settings: Settings, *, source: str) -> tuple[str, str]:
+    path = settings.bundle_path() or default_bundle_path()
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as exc:
+        raise ConfigError(f"{source}: policy_bundle: cannot read {path}: {exc.strerror}") from None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    source: str
+    keys: KeyMaterial
+    directory: Directory
+    deployments: dict[str, list[Deployment]]
+    store: StateStore
+    lineage: LineageWriter
+    router: Router
+    telemetry: Telemetry
+    policy: ActivePolicy
+    closers: list[Any] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def switches(self) -> tuple[Switch, ...]:
+        return ()
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, environ: Mapping[str, str] | None = None, *, source: str
+    ) -> Runtime:
+        env = os.environ if environ is None else environ
+        keys = load_keys(settings, env, source=source)
+        directory = Directory.build(settings, env, source=source)
+        deployments = build_deployments(settings, env, source=source)
+        text, bundle_source = read_bundle_text(settings, source=source)
+        try:
+            configured = load_bundle(text, source=bundle_source)
+        except BundleError as exc:
+            raise ConfigError(str(exc)) from None
+        check_routes(configured, deployments, settings, source=source)
+
+        providers: dict[str, Provider] = {}
+        closers: list[Any] = []
+        vias = {d.via for deps in deployments.values() for d in deps}
+        if "openai" in vias:
+            from gateway.providers.openai_wire import OpenAIWire
+
+            wire = OpenAIWire()
+            await wire.start()
+            providers["openai"] = wire
+            closers.append(wire.close)
+        if "litellm" in vias:
+            from gateway.providers.litellm_adapter import LitellmAdapter
+
+            adapter = LitellmAdapter()
+            adapter.warm_up()
+            providers["litellm"] = adapter
+        if "demo" in vias:
+            from gateway.providers.demo import DemoProvider
+
+            providers["demo"] = DemoProvider()
+        router = Router(deployments, settings.retry, providers)
+
+        store = open_store(settings)
+        await store.open()
+        closers.append(store.close)
+        await store.migrate()
+        active = await sync_policy(store, configured, source=source)
+        telemetry = configure_telemetry("casegate", env=env)
+        closers.append(telemetry.shutdown)
+        rt = cls(
+            settings=settings,
+            source=source,
+            keys=keys,
+            directory=directory,
+            deployments=deployments,
+            store=store,
+            lineage=LineageWriter(store),
+            router=router,
+            telemetry=telemetry,
+            policy=active,
+            closers=closers,
+        )
+        return rt
+
+    async def stop(self) -> None:
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+
+
+def check_routes(
+    loaded: LoadedBundle,
+    deployments: Mapping[str, list[Deployment]],
+    settings: Settings,
+    *,
+    source: str,
+) -> None:
+    for name, uc in loaded.policy.use_cases.items():
+        if uc.route not in deployments:
+            raise ConfigError(
+                f"{source}: routes: the bundle's use case {name!r} needs route {uc.route!r}, "
+                f"which is not configured (configured: {', '.join(sorted(deployments)) or 'none'})"
+            )
+    known = set(loaded.policy.use_cases)
+    for i, client in enumerate(settings.clients):
+        for uc_name in client.use_cases:
+            if uc_name not in known:
+                raise ConfigError(
+                    f"{source}: clients[{i}].use_cases: {uc_name!r} is not a use case of the "
+                    f"bundle (known: {', '.join(sorted(known))})"
+                )
+
+
+async def sync_policy(store: StateStore, configured: LoadedBundle, *, source: str) -> ActivePolicy:
+    now = int(time.time() * 1000)
+    await store.put_bundle(
+        StoredBundle(configured.version, configured.sha256, configured.text, now, "config")
+    )
+    history = await store.activations()
+    if not history:
+        await store.activate(
+            Activation(configured.version, "enforce", now, "config", "first start")
+        )
+        history = await store.activations()
+    current = history[-1]
+    if current.version == configured.version:
+        return compile_policy(configured, current.mode, source=source)
+    stored = await store.get_bundle(current.version)
+    if stored is None:
+        raise ConfigError(f"state store: active policy version {current.version!r} is missing")
+    loaded = load_bundle(stored.text, source=f"state store policy {current.version!r}")
+    return compile_policy(loaded, current.mode, source=source)

@@ -1,0 +1,210 @@
+"""SQLite backend: one file in WAL mode, for one machine (one or several workers).
+
+Usage::
+
+    store = SqliteStore(Path("casegate.db")); await store.open(); await store.migrate()
+
+Calls run on the event loop itself: with WAL and ``synchronous=NORMAL`` a commit is a
+write into the OS page cache (tens of microseconds), cheaper than a thread hop. That
+is durable against SIGKILL of the process, which is what DESIGN.md section 8 asks.
+Several worker processes share the file; ``busy_timeout`` serialises their writers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.stores.base import (
+    Activation,
+    RecordEnd,
+    RecordIndex,
+    StateUnavailable,
+    StoredBundle,
+    VersionConflict,
+)
+from gateway.stores.migrations import MIGRATIONS
+
+__all__ = ["SqliteStore"]
+
+
+class SqliteStore:
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StateUnavailable("The state store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"The SQLite state store cannot be opened: {exc}") from None
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        try:
+            self.db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"The SQLite state store does not answer: {exc}") from None
+
+    async def migrate(self) -> list[int]:
+        db = self.db
+        applied: list[int] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+            )
+            done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+            for version, statements in MIGRATIONS["sqlite"]:
+                if version in done:
+                    continue
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, CAST(strftime('%s','now') AS INT)*1000)",
+                    (version,),
+                )
+                applied.append(version)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return applied
+
+    # -- lineage ---------------------------------------------------------------
+    async def append_events(
+        self,
+        events: Sequence[dict[str, Any]],
+        *,
+        begin: RecordIndex | None = None,
+        end: RecordEnd | None = None,
+    ) -> None:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"],
+                            orjson.dumps(e).decode(),
+                        )
+                        for e in events
+                    ],
+                )
+                if begin is not None:
+                    db.execute(
+                        "INSERT INTO lineage_records (lineage_id, client, case_id, customer_hash,"
+                        " use_case, started_ms, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (begin.lineage_id, begin.client, begin.case_id, begin.customer_hash,
+                         begin.use_case, begin.started_ms, begin.chain),
+                    )
+                if end is not None:
+                    db.execute(
+                        "UPDATE lineage_records SET ended = ?, decision = ? WHERE lineage_id = ?",
+                        (end.ended, end.decision, end.lineage_id),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"Lineage could not be written: {exc}") from None
+
+    async def events_for(self, lineage_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT event FROM lineage_events WHERE lineage_id = ? ORDER BY at, chain, seq",
+            (lineage_id,),
+        ).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    async def all_events(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT event FROM lineage_events ORDER BY chain, seq").fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    async def unfinished_records(self, chains_alive: Sequence[str]) -> list[RecordIndex]:
+        rows = self.db.execute(
+            "SELECT lineage_id, client, case_id, customer_hash, use_case, started_ms, chain"
+            " FROM lineage_records WHERE ended IS NULL"
+        ).fetchall()
+        alive = set(chains_alive)
+        return [RecordIndex(*r) for r in rows if r[6] not in alive]
+
+    # -- policy ----------------------------------------------------------------
+    async def put_bundle(self, bundle: StoredBundle) -> bool:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT sha256 FROM policy_bundles WHERE version = ?", (bundle.version,)
+            ).fetchone()
+            if row is not None:
+                db.execute("COMMIT")
+                if row[0] != bundle.sha256:
+                    raise VersionConflict(
+                        f"Policy version {bundle.version!r} is already stored with another sha256"
+                    )
+                return False
+            db.execute(
+                "INSERT INTO policy_bundles VALUES (?, ?, ?, ?, ?)",
+                (bundle.version, bundle.sha256, bundle.text, bundle.stored_ms, bundle.stored_by),
+            )
+            db.execute("COMMIT")
+            return True
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
+
+    async def get_bundle(self, version: str) -> StoredBundle | None:
+        row = self.db.execute(
+            "SELECT version, sha256, text, stored_ms, stored_by FROM policy_bundles"
+            " WHERE version = ?",
+            (version,),
+        ).fetchone()
+        return StoredBundle(*row) if row else None
+
+    async def list_bundles(self) -> list[StoredBundle]:
+        rows = self.db.execute(
+            "SELECT version, sha256, text, stored_ms, stored_by FROM policy_bundles"
+            " ORDER BY stored_ms, version"
+        ).fetchall()
+        return [StoredBundle(*r) for r in rows]
+
+    async def activate(self, activation: Activation) -> None:
+        a = activation
+        self.db.execute(
+            "INSERT INTO policy_activations (version, mode, at_ms, actor, reason)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (a.version, a.mode, a.at_ms, a.by, a.reason),
+        )
+
+    async def activations(self) -> list[Activation]:
+        rows = self.db.execute(
+            "SELECT version, mode, at_ms, actor, reason FROM policy_activations ORDER BY id"
+        ).fetchall()
+        return [Activation(*r) for r in rows]
