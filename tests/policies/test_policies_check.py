@@ -200,3 +200,9 @@ def test_rendering_a_minimal_bundle() -> None:
     )
     text = render_check(loaded)
     assert "  action classes (default recommendation):\n    recommendation\n  max_tokens" in text
+
+
+def test_use_case_without_recommendation() -> None:
+    loaded = load_bundle_file(Path(__file__).parent / "testdata" / "valid" / "draft_only.yaml")
+    text = render_check(loaded)
+    assert "  action classes (default draft):\n    draft: approval required" in text
