@@ -56,7 +56,22 @@ def _is_date(values: list[str], seps: list[str]) -> bool:
     return False
 
 
-def digit_runs(text: str) -> Iterator[Run]:
+# The number-based recognizers of one redactor scan the same region one after another:
+# the last region's runs are kept (one tuple swap, safe to share between threads).
+_last: tuple[str, tuple[Run, ...]] = ("", ())
+
+
+def digit_runs(text: str) -> tuple[Run, ...]:
+    global _last
+    cached_text, cached = _last
+    if cached_text is text:
+        return cached
+    runs = tuple(_parse_runs(text))
+    _last = (text, runs)
+    return runs
+
+
+def _parse_runs(text: str) -> Iterator[Run]:
     for m in _RUN.finditer(text):
         run_text = m.group()
         base = m.start()

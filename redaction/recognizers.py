@@ -56,13 +56,13 @@ _SPELLED_DOT = (
 _LABEL = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
 _TLD = r"[^\W\d_]{2,24}"
 _EMAIL = re.compile(
-    r"(?<![\w.%+\-])[\w%+\-](?:[\w.%+\-]{0,63}(?<!\.))?"
+    r"(?<![\w%+\-])[\w%+\-](?:[\w.%+\-]{0,63}(?<!\.))?"
     r"(?:(?:@|[ \t]{0,2}[\[({<][ \t]?(?i:at)[ \t]?[\])}>][ \t]{0,2})"
     rf"(?:{_LABEL}{_DOT}){{1,8}}{_TLD}"
     rf"|[ \t]{{1,2}}(?i:at)[ \t]{{1,2}}(?:{_LABEL}{_SPELLED_DOT}){{1,8}}{_TLD})"
     r"(?![\w\-@])"
 )
-_EMAIL_MARKERS = ("at]", "at)", "at}", "at>", "at ]", "at )", "dot")
+_AT_MARKER = re.compile(r"at[ \t]?[\])}>]")
 
 
 class EmailRecognizer:
@@ -76,17 +76,20 @@ class EmailRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         lowered = text.lower()
-        if any(marker in lowered for marker in _EMAIL_MARKERS):
+        if "dot" in lowered or "at" in lowered and _AT_MARKER.search(lowered) is not None:
             yield from (found.span() for found in _EMAIL.finditer(text))
             return
-        # Only "@" forms are possible: search a bounded window around each "@".
-        end = -1
+        # Only "@" forms are possible: walk back from each "@" to where the address starts.
+        end = 0
         at = text.find("@")
         while at != -1:
-            m = _EMAIL.search(text, max(end, at - 70, 0), at + 300)
-            while m is not None and m.end() <= at:  # an earlier match inside the window
-                m = _EMAIL.search(text, m.end(), at + 300)
-            if m is not None and m.start() < at:
+            start = at
+            while start > end and at - start < 64 and (text[start - 1].isalnum() or text[start - 1] in "._%+-"):
+                start -= 1
+            while start < at and text[start] == ".":
+                start += 1
+            m = _EMAIL.match(text, start) if start < at else None
+            if m is not None and m.end() > at:
                 yield m.span()
                 end = m.end()
             at = text.find("@", max(at + 1, end))
@@ -333,11 +336,14 @@ class Ipv6Recognizer:
     min_digits = 0
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        if text.count(":") < 2:
+        if "::" not in text and text.count(":") < 7:
             return
         n = len(text)
         colon = text.find(":")
         while colon != -1:
+            if (colon + 1 == n or text[colon + 1] not in _HEX_COLON) and text[colon - 1] != ":":
+                colon = text.find(":", colon + 1)  # "Re: ..." and other prose colons
+                continue
             start = colon
             while start > 0 and text[start - 1] in _HEX_COLON:
                 start -= 1

@@ -41,6 +41,7 @@ ENTITIES: frozenset[str] = frozenset(ENTITIES_ORDER)
 _CLUSTER = re.compile(r"[0-9](?:[^0-9\n]{0,12}[0-9])*")
 _MARGIN = 48
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
+_NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
 _MAX_ROUNDS = 8
 
 
@@ -148,6 +149,8 @@ def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Foun
 def _regions(text: str, fewest: int) -> list[tuple[int, int, int]]:
     """(start, end, digit count) of the merged regions around digit clusters."""
     regions: list[tuple[int, int, int]] = []
+    if text.isascii() and len(text.encode().translate(None, _NON_DIGIT_BYTES)) < fewest:
+        return regions  # too few digits for any recognizer: skip the cluster scan
     size = len(text)
     for m in _CLUSTER.finditer(text):
         cluster = m.group()

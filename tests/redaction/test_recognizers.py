@@ -1,0 +1,278 @@
+"""Per-recognizer tables: what each detector must find, and the look-alikes it must not."""
+
+from __future__ import annotations
+
+import pytest
+
+from redaction.recognizers import (
+    BUILTIN,
+    CREDIT_CARD,
+    EMAIL,
+    IBAN,
+    IPV4,
+    IPV6,
+    PHONE,
+    UK_NINO,
+    US_SSN,
+    Recognizer,
+)
+from redaction.validators import card_ok, iban_ok, luhn_ok, nino_ok, ssn_ok
+
+
+def found(rec: Recognizer, text: str) -> list[str]:
+    return [text[s:e] for s, e in rec.find(text)]
+
+
+def table(rec: Recognizer, positives: list[str], negatives: list[str]):  # type: ignore[no-untyped-def]
+    cases = [(rec, p, True) for p in positives] + [(rec, n, False) for n in negatives]
+    return pytest.mark.parametrize(("rec", "value", "expected"), cases)
+
+
+def check_value(rec: Recognizer, value: str, expected: bool) -> None:
+    # Alone, and inside a sentence: found exactly, or not at all.
+    assert found(rec, value) == ([value] if expected else [])
+    sentence = f"Hi, it is {value} thanks."
+    assert found(rec, sentence) == ([value] if expected else [])
+
+
+@table(
+    EMAIL,
+    [
+        "ana@example.com",
+        "ana.b+tag@mail.example.co.uk",
+        "O'Neil@example.org".replace("'", ""),
+        "josé@exämple.de",
+        "ana [at] example [dot] com",
+        "ana (at) example dot com",
+        "ana at example dot com",
+        "ana{at}example{dot}org",
+        "ana AT example DOT com",
+        "ana@example dot com",
+    ],
+    ["@example.com", "ana@", "ana@localhost", "ana@example.c", "look at example.com", "x@y"],
+)
+def test_email(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+def test_email_window_search_finds_each_address_once() -> None:
+    text = "a@b.co, c.d@e.org; f@g" + "@" * 3 + " h@i.io"
+    assert found(EMAIL, text) == ["a@b.co", "c.d@e.org", "h@i.io"]
+    assert found(EMAIL, ".a@b.co") == ["a@b.co"]
+    assert found(EMAIL, "x" * 70 + "@b.co") == []  # local part over 64 characters
+
+
+@table(
+    PHONE,
+    [
+        "+44 20 7946 0958",
+        "+44 (0)20 7946 0958",
+        "+1 202-555-0173",
+        "+33 6 12 34 56 78",
+        "+4915112345678",
+        "0044 20 7946 0958",
+        "(202) 555-0173",
+        "202-555-0173",
+        "202.555.0173",
+        "1 202 555 0173",
+        "020 7946 0958",
+        "07700 900123",
+        "07700900123",
+        "06 12 34 56 78",
+        "030/1234567",
+        "06-12345678",
+        "612 345 678",
+        "612 34 56 78",
+        "333 123 4567",
+    ],
+    [
+        "2026-01-15",
+        "15/01/2026",
+        "01.02.2026",
+        "12345",
+        "555-0100",
+        "2025550173",  # bare ten digits without a phone word
+        "123 456 7890",
+        "0000 000 000",
+        "0049 1234",
+        "+44 (0 20 7946 0958",
+        "0800 12",
+        "1.2.3",
+        "+0 20 7946 0958",
+    ],
+)
+def test_phone(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call me on 2025550173", ["2025550173"]),
+        ("order ORD-2026-004512 shipped", []),
+        ("ref #2025550173", []),
+        ("on 15/01/2026 020 7946 0958", ["020 7946 0958"]),
+        ("qty 2 020 7946 0958", ["020 7946 0958"]),
+        ("call 020 7946 0958. 3 days", ["020 7946 0958"]),
+        ("tel (020) 7946 0958", ["(020) 7946 0958"]),
+        ("(call 202 555 0173)", ["202 555 0173"]),
+        ("020 7946 0958 2345 6789", ["020 7946 0958"]),  # the longest valid window
+    ],
+)
+def test_phone_in_context(text: str, expected: list[str]) -> None:
+    assert found(PHONE, text) == expected
+
+
+@table(
+    CREDIT_CARD,
+    [
+        "4111111111111111",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "5555 5555 5555 4444",
+        "2223 0031 2200 3222",
+        "3782 822463 10005",
+        "6011 1111 1111 1117",
+        "3530111333300000",
+        "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+        "4222222222222",
+    ],
+    [
+        "4111111111111112",  # Luhn fails
+        "1234 5678 9012 3456",
+        "9400 1000 0000 0000 0000 00",
+        "0000 0000 0000 0000",
+        "4111/1111/1111/1111",
+        "411111111111",  # 12 digits
+    ],
+)
+def test_credit_card(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+def test_card_next_to_a_quantity_is_still_found() -> None:
+    assert found(CREDIT_CARD, "qty 2 4111 1111 1111 1111 ok") == ["4111 1111 1111 1111"]
+
+
+@table(
+    IBAN,
+    [
+        "GB82WEST12345698765432",
+        "GB82 WEST 1234 5698 7654 32",
+        "gb82 west 1234 5698 7654 32",
+        "DE89370400440532013000",
+        "DE89 3704 0044 0532 0130 00",
+        "FR1420041010050500013M02606",
+        "NL91ABNA0417164300",
+        "NO9386011117947",
+        "MT84MALT011000012345MTLCAST001S",
+    ],
+    [
+        "GB82WEST12345698765431",  # mod 97 fails
+        "GB82WEST1234569876543",  # too short for GB
+        "XX82WEST12345698765432",  # no such country
+        "GB82WEST12345698765432X",
+        "ON12 MARCH 2026 AT NOON",
+    ],
+)
+def test_iban(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+def test_iban_followed_by_words_and_another_iban() -> None:
+    text = "GB82 WEST 1234 5698 7654 32 and DE89370400440532013000 too"
+    assert found(IBAN, text) == ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"]
+
+
+@table(
+    IPV4,
+    ["192.168.1.20", "10.0.0.1", "8.8.8.8", "255.255.255.255"],
+    ["256.1.1.1", "1.2.3", "01.02.03.04", "1.2.3.4.5", "10.0.19045.2364"],
+)
+def test_ipv4(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version 1.2.3.4 is out", []),
+        ("build: 10.0.0.1", []),
+        ("v1.2.3.4", []),
+        ("server 10.0.0.1:8080", ["10.0.0.1"]),
+        ("host 10.0.0.1.", ["10.0.0.1"]),
+    ],
+)
+def test_ipv4_in_context(text: str, expected: list[str]) -> None:
+    assert found(IPV4, text) == expected
+
+
+@table(
+    IPV6,
+    ["2001:db8::1", "fe80::1ff:fe23:4567:890a", "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "::1", "::ffff:192.0.2.1"],
+    ["10:30:45", "00:1A:2B:3C:4D:5E", "std::map", "::", "deadbeef::cafe", "a:b"],
+)
+def test_ipv6(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Re: note: at 10:30", []),
+        ("[2001:db8::1]:443", ["2001:db8::1"]),
+        ("from 2001:db8::1.", ["2001:db8::1"]),
+        ("a 1:2:3:4:5:6:7:8 b", ["1:2:3:4:5:6:7:8"]),
+    ],
+)
+def test_ipv6_in_context(text: str, expected: list[str]) -> None:
+    assert found(IPV6, text) == expected
+
+
+@table(
+    US_SSN,
+    ["123-45-6789", "078 05 1120", "219.09.9999"],
+    ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000", "123-45 6789", "123456789"],
+)
+def test_us_ssn(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("my SSN is 123456789", ["123456789"]), ("order 123456789", []), ("+123-45-6789", [])],
+)
+def test_us_ssn_in_context(text: str, expected: list[str]) -> None:
+    assert found(US_SSN, text) == expected
+
+
+@table(
+    UK_NINO,
+    ["AB123456C", "AB 12 34 56 C", "ab 12 34 56 c", "JG-10-32-45-D"],
+    ["QQ123456C", "DA123456A", "AO123456A", "GB123456A", "AB123456E", "AB12345C", "AB1234567C"],
+)
+def test_uk_nino(rec: Recognizer, value: str, expected: bool) -> None:
+    check_value(rec, value, expected)
+
+
+@pytest.mark.parametrize(
+    ("digits", "ok"), [("4111111111111111", True), ("4111111111111112", False), ("0", True)]
+)
+def test_luhn(digits: str, ok: bool) -> None:
+    assert luhn_ok(digits) is ok
+
+
+def test_validators_reject_malformed_input() -> None:
+    assert not card_ok("41111111111111x1")
+    assert not iban_ok("GBXXWEST12345698765432")
+    assert not iban_ok("GB82WEST1234569876543!")
+    assert not nino_ok("AB12345")
+    assert not nino_ok("1B123456A")
+    assert ssn_ok("123", "45", "6789")
+
+
+@pytest.mark.parametrize("rec", [r for recs in BUILTIN.values() for r in recs])
+def test_every_recognizer_is_a_recognizer_and_validates(rec: Recognizer) -> None:
+    assert isinstance(rec, Recognizer)
+    assert rec.entity in BUILTIN
+    assert rec.validate("nothing here") is False  # type: ignore[attr-defined]
