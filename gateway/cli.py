@@ -171,7 +171,11 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             print(f"{args.facts}: cannot read facts: {exc}", file=sys.stderr)
             return 2
-    print(render_check(loaded, facts))
+    try:
+        print(render_check(loaded, facts))
+    except ValueError as exc:  # FactsError: the facts file does not fit the bundle
+        print(f"{args.facts}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -40,7 +40,7 @@ from gateway.runtime import ActivePolicy, Runtime
 from gateway.stages.payload import scrub_payload, validate_messages
 from gateway.stages.respond import StreamGovernor, ToolGuard, govern_reply
 from gateway.stages.upstream import build_upstream
-from policies import CompiledUseCase, Decision, decide, facts_from_customer
+from policies import CompiledUseCase, Decision, FactsError, decide, facts_from_customer
 from redaction import RedactionError, Vault, minimise, strip_invisible
 from tracing import ServerSpan
 from tracing import attributes as attr
@@ -251,9 +251,12 @@ def _decide(rt: Runtime, call: Call) -> None:
     assert call.chat is not None and call.gov is not None and call.policy is not None
     rec = call.rec
     customer = call.chat.casegate.customer
-    facts = facts_from_customer(
-        customer.model_dump(), queue=call.gov.queue, segment=call.gov.segment
-    )
+    try:
+        facts = facts_from_customer(
+            customer.model_dump(), queue=call.gov.queue, segment=call.gov.segment
+        )
+    except FactsError as exc:
+        raise InvalidRequest(f"Invalid customer facts: {exc}", param="casegate.customer") from None
     rec.consent_basis = "request"
     decision = decide(
         call.policy.loaded.policy,

@@ -1,0 +1,36 @@
+"""`GET /openapi.json` documents every mounted route, from the models the routes parse with."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from gateway.api import client_routes
+from gateway.health import health_routes
+from gateway.models import ChatRequest
+from gateway.openapi import openapi_document, openapi_route
+
+
+def mounted() -> set[tuple[str, str]]:
+    routes: list[Route] = [*client_routes(), *health_routes(), openapi_route()]
+    out = set()
+    for route in routes:
+        path = route.path.replace("{rest:path}", "{rest}")
+        for method in route.methods or ():
+            if method != "HEAD":
+                out.add((method.lower(), path))
+    return out
+
+
+def test_every_mounted_route_is_documented() -> None:
+    doc = openapi_document()
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert mounted() <= documented
+    assert documented <= mounted()
+
+
+def test_chat_schema_comes_from_the_request_model() -> None:
+    doc = openapi_document()
+    schema = doc["components"]["schemas"]["ChatRequest"]
+    assert schema["properties"].keys() == ChatRequest.model_json_schema()["properties"].keys()
+    assert schema["additionalProperties"] is False
+    assert "CasegateBody" in doc["components"]["schemas"]
