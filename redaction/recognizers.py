@@ -84,7 +84,11 @@ class EmailRecognizer:
         at = text.find("@")
         while at != -1:
             start = at
-            while start > end and at - start < 64 and (text[start - 1].isalnum() or text[start - 1] in "._%+-"):
+            while (
+                start > end
+                and at - start < 64
+                and (text[start - 1].isalnum() or text[start - 1] in "._%+-")
+            ):
                 start -= 1
             while start < at and text[start] == ".":
                 start += 1

@@ -209,7 +209,13 @@ def test_ipv4_in_context(text: str, expected: list[str]) -> None:
 
 @table(
     IPV6,
-    ["2001:db8::1", "fe80::1ff:fe23:4567:890a", "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "::1", "::ffff:192.0.2.1"],
+    [
+        "2001:db8::1",
+        "fe80::1ff:fe23:4567:890a",
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "::1",
+        "::ffff:192.0.2.1",
+    ],
     ["10:30:45", "00:1A:2B:3C:4D:5E", "std::map", "::", "deadbeef::cafe", "a:b"],
 )
 def test_ipv6(rec: Recognizer, value: str, expected: bool) -> None:
@@ -232,7 +238,15 @@ def test_ipv6_in_context(text: str, expected: list[str]) -> None:
 @table(
     US_SSN,
     ["123-45-6789", "078 05 1120", "219.09.9999"],
-    ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000", "123-45 6789", "123456789"],
+    [
+        "000-12-3456",
+        "666-12-3456",
+        "900-12-3456",
+        "123-00-4567",
+        "123-45-0000",
+        "123-45 6789",
+        "123456789",
+    ],
 )
 def test_us_ssn(rec: Recognizer, value: str, expected: bool) -> None:
     check_value(rec, value, expected)

@@ -1,0 +1,203 @@
+"""The Redactor: entity selection, evasion, offsets, overlaps, placeholders, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from redaction import (
+    ENTITIES,
+    Recognizer,
+    RedactionError,
+    Redactor,
+    UnknownEntityError,
+    Vault,
+    strip_invisible,
+)
+
+ALL = Redactor(ENTITIES)
+
+
+def redact(text: str, vault: Vault | None = None) -> str:
+    return ALL.redact(text, vault if vault is not None else Vault()).text
+
+
+def test_entities_are_the_seven_of_issue_3() -> None:
+    assert ENTITIES == {"EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "US_SSN", "UK_NINO"}
+
+
+def test_unknown_entity_is_refused() -> None:
+    with pytest.raises(UnknownEntityError, match="PASSPORT"):
+        Redactor(["EMAIL", "PASSPORT"])
+
+
+def test_only_selected_entities_are_redacted() -> None:
+    out = Redactor(["EMAIL"]).redact("a@b.co 4111 1111 1111 1111", Vault())
+    assert out.text == "<EMAIL_1> 4111 1111 1111 1111"
+    assert dict(out.counts) == {"EMAIL": 1}
+
+
+def test_counts_and_placeholders_per_entity() -> None:
+    vault = Vault()
+    out = ALL.redact(
+        "Ana ana@example.com, card 4111 1111 1111 1111, again ANA@example.com, "
+        "IBAN GB82 WEST 1234 5698 7654 32, from 10.0.0.1 and 2001:db8::1, "
+        "SSN 123-45-6789, NINO AB 12 34 56 C, phone +44 20 7946 0958",
+        vault,
+    )
+    assert out.text == (
+        "Ana <EMAIL_1>, card <CREDIT_CARD_1>, again <EMAIL_1>, IBAN <IBAN_1>, "
+        "from <IP_ADDRESS_1> and <IP_ADDRESS_2>, SSN <US_SSN_1>, NINO <UK_NINO_1>, "
+        "phone <PHONE_1>"
+    )
+    assert dict(out.counts) == {
+        "EMAIL": 2,
+        "CREDIT_CARD": 1,
+        "IBAN": 1,
+        "IP_ADDRESS": 2,
+        "US_SSN": 1,
+        "UK_NINO": 1,
+        "PHONE": 1,
+    }
+    assert len(vault) == 8
+
+
+def test_no_hits_returns_text_and_empty_counts() -> None:
+    out = ALL.redact("Order ORD-2026-004512 shipped on 2026-01-15 for $129.99 (v2.4.1)", Vault())
+    assert out.text == "Order ORD-2026-004512 shipped on 2026-01-15 for $129.99 (v2.4.1)"
+    assert dict(out.counts) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail ana\u200b@exa\u2060mple.com now", "mail <EMAIL_1> now"),
+        (
+            "card \uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 1111 1111",
+            "card <CREDIT_CARD_1>",
+        ),
+        ("\uff41\uff4e\uff41\uff20example.com", "<EMAIL_1>"),
+        ("ssn 123\u201345\u201367\u200d89", "ssn <US_SSN_1>"),
+        ("card 4-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1", "card <CREDIT_CARD_1>"),
+        ("ana [at] example [dot] com", "<EMAIL_1>"),
+        ("ana (at) example dot com", "<EMAIL_1>"),
+        ("hidden\U000e0041\U000e0042 text\u202e", "hidden text"),
+        ("IBAN \uff27\uff22\uff18\uff12 WEST 1234 5698 7654 32", "IBAN <IBAN_1>"),
+        (
+            "call \u0660\u0667\u0667\u0660\u0660 \u0669\u0660\u0660\u0661\u0662\u0663",
+            "call <PHONE_1>",
+        ),
+    ],
+)
+def test_evasion(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_replacement_keeps_the_original_text_around_the_span() -> None:
+    # Non-ASCII text before the value must not shift the replaced span.
+    out = redact("Grüße \u200b\ufb01 — 电话 +44\u00a020 7946 0958 — merci")
+    assert out == "Grüße \ufb01 — 电话 <PHONE_1> — merci"
+
+
+def test_vault_holds_the_written_value_without_invisible_characters() -> None:
+    vault = Vault()
+    redact("x \uff14111 1111 1111 1111\u200b y", vault)
+    assert dict(vault.entries) == {"<CREDIT_CARD_1>": "\uff14111 1111 1111 1111"}
+
+
+def test_overlaps_resolve_to_the_longest_span() -> None:
+    # The IBAN contains a run that could also read as a phone number.
+    assert redact("DE89 3704 0044 0532 0130 00") == "<IBAN_1>"
+
+
+def test_placeholders_are_never_detected() -> None:
+    vault = Vault()
+    once = ALL.redact("mail a@b.co, card 4111111111111111, ip ::1", vault).text
+    assert ALL.redact(once, vault).text == once
+    assert redact("<EMAIL_9> <PHONE_12> <IP_ADDRESS_3>") == "<EMAIL_9> <PHONE_12> <IP_ADDRESS_3>"
+
+
+def test_redaction_reaches_a_fixed_point() -> None:
+    # In one pass the card is glued to the address; once the address is a placeholder
+    # the card stands alone, so the second pass takes it too.
+    vault = Vault()
+    out = ALL.redact("a@b.co4111111111111111", vault)
+    assert out.text == ALL.redact(out.text, vault).text
+
+
+class Fixed:
+    def __init__(self, entity: str, spans: Iterable[tuple[int, int]]) -> None:
+        self.entity = entity
+        self._spans = list(spans)
+
+    def find(self, text: str) -> Iterable[tuple[int, int]]:
+        return [(s, e) for s, e in self._spans if e <= len(text)]
+
+
+class Broken:
+    entity = "NAME"
+
+    def find(self, text: str) -> Iterable[tuple[int, int]]:
+        raise KeyError("bug")
+
+
+def test_extra_recognizers_are_run_and_named() -> None:
+    names = Fixed("PERSON_NAME", [(3, 6)])
+    assert isinstance(names, Recognizer)
+    redactor = Redactor(["EMAIL"], extra=[names])
+    assert redactor.entities == {"EMAIL", "PERSON_NAME"}
+    out = redactor.redact("Hi Ana, a@b.co", Vault())
+    assert out.text == "Hi <PERSON_NAME_1>, <EMAIL_1>"
+
+
+def test_extra_recognizer_with_a_bad_entity_name_is_refused() -> None:
+    with pytest.raises(UnknownEntityError):
+        Redactor([], extra=[Fixed("person name", [])])
+
+
+def test_a_failing_detector_fails_closed() -> None:
+    with pytest.raises(RedactionError, match="KeyError"):
+        Redactor([], extra=[Broken()]).redact("text", Vault())
+
+
+@pytest.mark.parametrize("span", [(5, 3), (-1, 2), (0, 99)])
+def test_an_invalid_span_fails_closed(span: tuple[int, int]) -> None:
+    class Bad:
+        entity = "NAME"
+
+        def find(self, text: str) -> Iterable[tuple[int, int]]:
+            return [span]
+
+    with pytest.raises(RedactionError, match="invalid span"):
+        Redactor([], extra=[Bad()]).redact("some text", Vault())
+
+
+def test_a_detector_that_never_settles_fails_closed() -> None:
+    class OneAtATime:  # finds only the first lower-case letter each pass
+        entity = "LETTER"
+
+        def find(self, text: str) -> Iterable[tuple[int, int]]:
+            first = next((i for i, ch in enumerate(text) if ch in "abcdefghij"), None)
+            return [] if first is None else [(first, first + 1)]
+
+    with pytest.raises(RedactionError, match="fixed point"):
+        Redactor([], extra=[OneAtATime()]).redact("abcdefghij", Vault())
+
+
+def test_digit_regions_skip_text_with_too_few_digits() -> None:
+    # Seven digits: enough for a phone, not for a card; the card recognizer never runs.
+    assert Redactor(["CREDIT_CARD"]).redact("call 555 0100 ok", Vault()).text == "call 555 0100 ok"
+    assert Redactor(["PHONE"]).redact("\u00e9 020 7946 0958", Vault()).text == "\u00e9 <PHONE_1>"
+
+
+def test_regions_are_merged_and_found_far_apart() -> None:
+    filler = " word" * 40
+    text = f"4111 1111 1111 1111{filler} 5555 5555 5555 4444 and 123-45-6789 here"
+    assert redact(text) == f"<CREDIT_CARD_1>{filler} <CREDIT_CARD_2> and <US_SSN_1> here"
+
+
+def test_restore_round_trip_with_invisible_characters() -> None:
+    vault = Vault()
+    text = "Hi\u200b, ana@example.com\u2060 called from +44 20 7946 0958"
+    assert vault.restore(ALL.redact(text, vault).text) == strip_invisible(text)
