@@ -76,7 +76,7 @@ class EmailRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         lowered = text.lower()
-        if "dot" in lowered or "at" in lowered and _AT_MARKER.search(lowered) is not None:
+        if "dot" in lowered or ("at" in lowered and _AT_MARKER.search(lowered) is not None):
             yield from (found.span() for found in _EMAIL.finditer(text))
             return
         # Only "@" forms are possible: walk back from each "@" to where the address starts.

@@ -51,8 +51,7 @@ PIECES = st.one_of(
     st.sampled_from(FRAGMENTS),
     st.text(max_size=6),
     st.sampled_from(
-        list(" \n\t-.:/()@<>_+#")
-        + ["\u200b", "\uff14", "\u2013", "\U000e0041", "\ufe0f", "at", "dot"]
+        [*" \n\t-.:/()@<>_+#", "\u200b", "\uff14", "\u2013", "\U000e0041", "\ufe0f", "at", "dot"]
     ),
     st.from_regex(r"[0-9 ]{1,20}", fullmatch=True),
 )
