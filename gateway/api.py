@@ -87,7 +87,11 @@ async def list_models(request: Request) -> Response:
     client = rt.directory.client_for(request.headers.get("authorization"))
     policy = rt.policy
     routes = sorted(
-        {uc.route for name, uc in policy.loaded.policy.use_cases.items() if name in client.use_cases}
+        {
+            uc.route
+            for name, uc in policy.loaded.policy.use_cases.items()
+            if name in client.use_cases
+        }
     )
     created = int(rt.started_at)
     return JSONBytes(

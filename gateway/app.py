@@ -92,7 +92,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONBytes(
-        error_body("The gateway failed to handle this request", "server_error", "internal_error", None),
+        error_body(
+            "The gateway failed to handle this request", "server_error", "internal_error", None
+        ),
         status_code=500,
     )
 

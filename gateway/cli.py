@@ -244,18 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="YAML config (default: $CASEGATE_CONFIG or the embedded default)")
+    serve.add_argument(
+        "--config", help="YAML config (default: $CASEGATE_CONFIG or the embedded default)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
 
-    config = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
+    config = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="sub", required=True
+    )
     check = config.add_parser("check", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=cmd_config_check)
 
-    policy = sub.add_parser("policy", help="policy bundles").add_subparsers(dest="sub", required=True)
+    policy = sub.add_parser("policy", help="policy bundles").add_subparsers(
+        dest="sub", required=True
+    )
     pcheck = policy.add_parser("check", help="validate a bundle and show what it decides")
     pcheck.add_argument("file")
     pcheck.add_argument("--facts", help="JSON facts to evaluate")

@@ -192,7 +192,7 @@ class UpstreamError(GatewayError):
     status = 502
     default_code = "upstream_error"
     log_level = logging.WARNING
-    should_retry = False
+    should_retry: ClassVar[bool | None] = False
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         self.attempts: list[dict[str, Any]] = kwargs.pop("attempts", [])
@@ -202,7 +202,7 @@ class UpstreamError(GatewayError):
 class UpstreamStatusError(UpstreamError):
     """The provider's own 4xx (not 408/429): returned with its status and code."""
 
-    should_retry = None
+    should_retry: ClassVar[bool | None] = None
 
 
 class UpstreamFailed(UpstreamError):

@@ -107,8 +107,14 @@ class KeyMaterial:
             pub = Ed25519PrivateKey.from_private_bytes(raw).public_key()
             x = pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
             keys.append(
-                {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-                 "kid": key_id(raw), "x": b64url(x)}
+                {
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "alg": "EdDSA",
+                    "use": "sig",
+                    "kid": key_id(raw),
+                    "x": b64url(x),
+                }
             )
         return {"keys": keys}
 

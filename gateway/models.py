@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.errors import InvalidRequest
 
 __all__ = [
-    "ChatRequest",
     "CasegateBody",
+    "ChatRequest",
     "CustomerFacts",
     "Governance",
     "parse_chat_request",

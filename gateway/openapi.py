@@ -10,6 +10,7 @@ Each operation names its request model (when it has a body); schemas come from
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,7 +65,7 @@ def openapi_document() -> dict[str, Any]:
     for (method, path), (summary, auth, model, errors) in OPERATIONS.items():
         op: dict[str, Any] = {
             "summary": summary,
-            "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+            "operationId": method.lower() + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_"),
             "responses": {"200": {"description": "OK"}},
         }
         if auth != "none":

@@ -153,7 +153,9 @@ async def run_chat(
             rec.attempts = served.attempts
             rec.model_served = served.deployment.served_model
             rec.ttfc_ms = int(served.ttfc_s * 1000)
-            stream = _stream_body(rt, call, served.stream, served.first, served.deployment, deadline)
+            stream = _stream_body(
+                rt, call, served.stream, served.first, served.deployment, deadline
+            )
             streaming_handed_off = True
             return ChatResult(200, _headers(call, request_id), stream=stream)
         served_reply = await rt.router.complete(

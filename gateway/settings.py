@@ -217,9 +217,15 @@ def embedded_default(workdir: Path, use_cases: list[str]) -> Settings:
     return Settings(
         state="sqlite:///casegate.db",
         routes={DEMO_ROUTE: [DeploymentConfig(model=DEMO_MODEL, via="demo")]},
-        clients=[ClientConfig(name="demo", key_env="CASEGATE_DEMO_CLIENT_KEY", use_cases=use_cases)],
+        clients=[
+            ClientConfig(name="demo", key_env="CASEGATE_DEMO_CLIENT_KEY", use_cases=use_cases)
+        ],
         operators=[
-            OperatorConfig(name="demo", token_env="CASEGATE_DEMO_OPERATOR_TOKEN", roles=["admin"])
+            OperatorConfig(
+                name="demo",
+                token_env="CASEGATE_DEMO_OPERATOR_TOKEN",  # noqa: S106 - a variable name
+                roles=["admin"],
+            )
         ],
         base_dir=str(workdir.resolve()),
         embedded=True,

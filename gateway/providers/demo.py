@@ -52,7 +52,10 @@ def _reply(deployment: Deployment, body: dict[str, Any]) -> tuple[str | None, li
         {
             "id": f"call_demo_{i}",
             "type": "function",
-            "function": {"name": t.get("function", {}).get("name", ""), "arguments": _demo_arguments(t)},
+            "function": {
+                "name": t.get("function", {}).get("name", ""),
+                "arguments": _demo_arguments(t),
+            },
         }
         for i, t in enumerate(tools)
         if isinstance(t, dict)
@@ -113,19 +116,49 @@ class DemoProvider:
             "model": deployment.served_model,
         }
         chunks: list[dict[str, Any]] = [
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
         ]
         if content:
             words = content.split(" ")
             for i, word in enumerate(words):
                 piece = word if i == 0 else " " + word
-                chunks.append({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                chunks.append(
+                    {
+                        **base,
+                        "choices": [
+                            {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                        ],
+                    }
+                )
         for i, call in enumerate(calls):
             chunks.append(
-                {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, **call}]}, "finish_reason": None}]}
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": [{"index": i, **call}]},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
             )
         chunks.append(
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}]}
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}
+                ],
+            }
         )
         opts = body.get("stream_options")
         if isinstance(opts, dict) and opts.get("include_usage"):

@@ -64,7 +64,10 @@ def map_litellm_error(exc: BaseException) -> AttemptError:
         return exc
     name = type(exc).__name__
     message = str(getattr(exc, "message", "") or exc) or name
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or name in ("Timeout", "APITimeoutError"):
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or name in (
+        "Timeout",
+        "APITimeoutError",
+    ):
         return AttemptError("timeout", "The provider did not answer in time")
     status = getattr(exc, "status_code", None)
     if not isinstance(status, int):
@@ -74,7 +77,9 @@ def map_litellm_error(exc: BaseException) -> AttemptError:
     if name == "ContextWindowExceededError":
         return AttemptError("status", message, status=status or 400, code="context_length_exceeded")
     if name == "ContentPolicyViolationError":
-        return AttemptError("status", message, status=status or 400, code="content_policy_violation")
+        return AttemptError(
+            "status", message, status=status or 400, code="content_policy_violation"
+        )
     if name in ("APIResponseValidationError", "JSONSchemaValidationError"):
         return AttemptError("malformed", "The provider's answer could not be parsed")
     if status is None:

@@ -104,9 +104,13 @@ class _SSEStream:
                 try:
                     chunk = orjson.loads(payload)
                 except orjson.JSONDecodeError:
-                    raise AttemptError("malformed", "The provider sent an unparsable chunk") from None
+                    raise AttemptError(
+                        "malformed", "The provider sent an unparsable chunk"
+                    ) from None
                 if not isinstance(chunk, dict):
-                    raise AttemptError("malformed", "The provider sent a chunk that is not an object")
+                    raise AttemptError(
+                        "malformed", "The provider sent a chunk that is not an object"
+                    )
                 if "error" in chunk and "choices" not in chunk:
                     err = chunk["error"] if isinstance(chunk["error"], dict) else {}
                     raise AttemptError(
@@ -119,7 +123,9 @@ class _SSEStream:
         except (aiohttp.ClientError, ConnectionError) as exc:
             self._done = True
             await self.aclose()
-            raise AttemptError("connect", f"The provider's stream broke: {exc.__class__.__name__}") from None
+            raise AttemptError(
+                "connect", f"The provider's stream broke: {exc.__class__.__name__}"
+            ) from None
 
     async def aclose(self) -> None:
         self._done = True
@@ -155,7 +161,9 @@ class OpenAIWire:
             raise RuntimeError("OpenAIWire.start() was not called")
         return self._session
 
-    def _request_args(self, dep: Deployment, body: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
+    def _request_args(
+        self, dep: Deployment, body: dict[str, Any]
+    ) -> tuple[str, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if dep.api_keys:
             headers["Authorization"] = f"Bearer {dep.api_keys[0]}"

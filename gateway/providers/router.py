@@ -4,7 +4,9 @@ Usage::
 
     router = Router(routes, settings.retry)
     result = await router.complete("support-default", body, deadline=loop_time + 60)
-    opened = await router.open_stream("support-default", body, deadline=..., first_chunk_timeout_s=30)
+    opened = await router.open_stream(
+        "support-default", body, deadline=..., first_chunk_timeout_s=30
+    )
 
 Deployments of a route are tried in order. On one deployment, transient failures
 (timeouts, resets, 408, 429, 5xx, malformed answers) are retried up to
@@ -114,9 +116,10 @@ class Router:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, AttemptError) and exc.retry_after is not None:
-            return exc.retry_after
-        backoff = self.backoff_base_s * (2 ** (state.attempt_number - 1))
-        return min(self.backoff_max_s, backoff) * (0.5 + random.random() / 2)  # noqa: S311
+            return float(exc.retry_after)
+        backoff: float = self.backoff_base_s * 2.0 ** (state.attempt_number - 1)
+        jitter: float = 0.5 + random.random() / 2  # noqa: S311 - not for security
+        return min(self.backoff_max_s, backoff) * jitter
 
     def _stop_for(self, deadline: float) -> Callable[[RetryCallState], bool]:
         def stop(state: RetryCallState) -> bool:
@@ -171,7 +174,7 @@ class Router:
                 sleep=asyncio.sleep,
             )
             try:
-                result = await retrying(one_try)
+                result: Any = await retrying(one_try)
             except _DeadlineReached:
                 break
             except AttemptError as exc:
@@ -211,8 +214,8 @@ class Router:
     ) -> Served:
         started = time.monotonic()
 
-        async def call(dep: Deployment, timeout: float) -> dict[str, Any]:
-            return await self.providers[dep.via].complete(dep, body, timeout_s=timeout)
+        async def call(dep: Deployment, limit_s: float) -> dict[str, Any]:
+            return await self.providers[dep.via].complete(dep, body, timeout_s=limit_s)
 
         reply, dep, attempts = await self._run(route, removed_models, deadline, observer, call)
         return Served(reply, dep, attempts, time.monotonic() - started)
@@ -229,8 +232,8 @@ class Router:
     ) -> ServedStream:
         started = time.monotonic()
 
-        async def call(dep: Deployment, timeout: float) -> tuple[UpstreamStream, dict[str, Any]]:
-            limit = min(timeout, first_chunk_timeout_s)
+        async def call(dep: Deployment, limit_s: float) -> tuple[UpstreamStream, dict[str, Any]]:
+            limit = min(limit_s, first_chunk_timeout_s)
             try:
                 async with asyncio.timeout(limit):
                     stream = await self.providers[dep.via].open_stream(dep, body, timeout_s=limit)
@@ -252,9 +255,7 @@ class Router:
         return ServedStream(stream, first, dep, attempts, time.monotonic() - started)
 
 
-def _attempt(
-    dep: Deployment, n: int, started: float, error: AttemptError | None
-) -> dict[str, Any]:
+def _attempt(dep: Deployment, n: int, started: float, error: AttemptError | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "deployment": dep.model,
         "attempt": n,

@@ -36,7 +36,9 @@ def validate_messages(messages: list[dict[str, Any]], *, allowed_unscanned: froz
         where = f"messages[{i}]"
         role = msg.get("role")
         if role not in ROLES:
-            raise InvalidRequest(f"{where}.role must be one of {sorted(ROLES)}", param=f"{where}.role")
+            raise InvalidRequest(
+                f"{where}.role must be one of {sorted(ROLES)}", param=f"{where}.role"
+            )
         unknown = set(msg) - _MESSAGE_KEYS
         if unknown:
             key = sorted(unknown)[0]
@@ -66,8 +68,9 @@ def validate_messages(messages: list[dict[str, Any]], *, allowed_unscanned: froz
                         param=f"{where}.content[{j}].type",
                     )
         elif content is not None and not isinstance(content, str):
-            raise InvalidRequest(f"{where}.content must be a string or an array of parts",
-                                 param=f"{where}.content")
+            raise InvalidRequest(
+                f"{where}.content must be a string or an array of parts", param=f"{where}.content"
+            )
         elif content is None and role != "assistant":
             raise InvalidRequest(f"{where}.content is required", param=f"{where}.content")
         if role == "tool" and not isinstance(msg.get("tool_call_id"), str):
@@ -75,15 +78,19 @@ def validate_messages(messages: list[dict[str, Any]], *, allowed_unscanned: froz
         calls = msg.get("tool_calls")
         if calls is not None:
             if role != "assistant" or not isinstance(calls, list):
-                raise InvalidRequest(f"{where}.tool_calls is only valid on assistant messages",
-                                     param=f"{where}.tool_calls")
+                raise InvalidRequest(
+                    f"{where}.tool_calls is only valid on assistant messages",
+                    param=f"{where}.tool_calls",
+                )
             for j, call in enumerate(calls):
                 fn = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(
-                    fn.get("arguments", ""), str
+                if (
+                    not isinstance(fn, dict)
+                    or not isinstance(fn.get("name"), str)
+                    or not isinstance(fn.get("arguments", ""), str)
                 ):
                     raise InvalidRequest(
-                        f"{where}.tool_calls[{j}] needs function.name and function.arguments strings",
+                        f"{where}.tool_calls[{j}] needs string function name and arguments",
                         param=f"{where}.tool_calls[{j}]",
                     )
         if "name" in msg and not isinstance(msg["name"], str):
@@ -157,7 +164,13 @@ def scrub_payload(
             for call in calls:
                 fn = call["function"]
                 new_calls.append(
-                    {**call, "function": {**fn, "arguments": scrub_arguments(fn.get("arguments", ""), redact)}}
+                    {
+                        **call,
+                        "function": {
+                            **fn,
+                            "arguments": scrub_arguments(fn.get("arguments", ""), redact),
+                        },
+                    }
                 )
             new["tool_calls"] = new_calls
             parts.add("tool_arguments")

@@ -160,7 +160,9 @@ class StreamGovernor:
             out.insert(0, chunk) if not self.finished else out.append(chunk)
         return out
 
-    def _finish(self, delta: dict[str, Any], finish: str, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    def _finish(
+        self, delta: dict[str, Any], finish: str, chunk: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         tail = self.restorer.flush() if self.restorer else ""
         if tail:

@@ -32,8 +32,9 @@ def context_message(context: dict[str, Any]) -> dict[str, str]:
 def _tool_name(tool: Any) -> str | None:
     if isinstance(tool, dict) and tool.get("type", "function") == "function":
         fn = tool.get("function")
-        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
-            return fn["name"]
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if isinstance(name, str):
+            return name
     return None
 
 
@@ -70,7 +71,9 @@ def build_upstream(
             body["tool_choice"] = choice
         if chat.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = chat.parallel_tool_calls
-    limit_field = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
+    limit_field = (
+        "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
+    )
     asked = chat.max_completion_tokens or chat.max_tokens
     if asked is not None or max_tokens is not None:
         caps = [v for v in (asked, max_tokens) if v is not None]

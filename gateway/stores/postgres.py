@@ -61,7 +61,9 @@ class PostgresStore:
                 pool.put_nowait(conn)
         except psycopg.Error as exc:
             await self.close()
-            raise StateUnavailable(f"PostgreSQL cannot be reached: {exc.__class__.__name__}") from None
+            raise StateUnavailable(
+                f"PostgreSQL cannot be reached: {exc.__class__.__name__}"
+            ) from None
         self._pool = pool
 
     async def close(self) -> None:
@@ -83,9 +85,7 @@ class PostgresStore:
         except psycopg.OperationalError as exc:
             with contextlib.suppress(Exception):
                 await conn.close()
-            raise StateUnavailable(
-                f"PostgreSQL is unavailable: {exc.__class__.__name__}"
-            ) from None
+            raise StateUnavailable(f"PostgreSQL is unavailable: {exc.__class__.__name__}") from None
         finally:
             self._pool.put_nowait(conn)
 
@@ -109,7 +109,7 @@ class PostgresStore:
                         continue
                     async with conn.transaction():
                         for statement in statements:
-                            await conn.execute(statement)  # type: ignore[arg-type]
+                            await conn.execute(statement)
                         await conn.execute(
                             "INSERT INTO schema_migrations VALUES"
                             " (%s, (extract(epoch from now()) * 1000)::bigint)",
@@ -134,8 +134,14 @@ class PostgresStore:
                     "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"
                     " VALUES (%s, %s, %s, %s, %s, %s)",
                     [
-                        (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"],
-                         orjson.dumps(e).decode())
+                        (
+                            e["chain"],
+                            e["seq"],
+                            e["lineage_id"],
+                            e["type"],
+                            e["at"],
+                            orjson.dumps(e).decode(),
+                        )
                         for e in events
                     ],
                 )
@@ -143,8 +149,15 @@ class PostgresStore:
                 await conn.execute(
                     "INSERT INTO lineage_records (lineage_id, client, case_id, customer_hash,"
                     " use_case, started_ms, chain) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (begin.lineage_id, begin.client, begin.case_id, begin.customer_hash,
-                     begin.use_case, begin.started_ms, begin.chain),
+                    (
+                        begin.lineage_id,
+                        begin.client,
+                        begin.case_id,
+                        begin.customer_hash,
+                        begin.use_case,
+                        begin.started_ms,
+                        begin.chain,
+                    ),
                 )
             if end is not None:
                 await conn.execute(

@@ -84,7 +84,8 @@ class SqliteStore:
                 for statement in statements:
                     db.execute(statement)
                 db.execute(
-                    "INSERT INTO schema_migrations VALUES (?, CAST(strftime('%s','now') AS INT)*1000)",
+                    "INSERT INTO schema_migrations"
+                    " VALUES (?, CAST(strftime('%s','now') AS INT) * 1000)",
                     (version,),
                 )
                 applied.append(version)
@@ -111,7 +112,11 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [
                         (
-                            e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"],
+                            e["chain"],
+                            e["seq"],
+                            e["lineage_id"],
+                            e["type"],
+                            e["at"],
                             orjson.dumps(e).decode(),
                         )
                         for e in events
@@ -121,8 +126,15 @@ class SqliteStore:
                     db.execute(
                         "INSERT INTO lineage_records (lineage_id, client, case_id, customer_hash,"
                         " use_case, started_ms, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (begin.lineage_id, begin.client, begin.case_id, begin.customer_hash,
-                         begin.use_case, begin.started_ms, begin.chain),
+                        (
+                            begin.lineage_id,
+                            begin.client,
+                            begin.case_id,
+                            begin.customer_hash,
+                            begin.use_case,
+                            begin.started_ms,
+                            begin.chain,
+                        ),
                     )
                 if end is not None:
                     db.execute(

@@ -15,9 +15,15 @@ def headers(use_case: str = "triage", **extra: str) -> dict[str, str]:
     return out
 
 
-def casegate(customer: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"casegate": {"customer": ELIGIBLE if customer is None else customer,
-                         "context": CONTEXT if context is None else context}}
+def casegate(
+    customer: dict[str, Any] | None = None, context: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "casegate": {
+            "customer": ELIGIBLE if customer is None else customer,
+            "context": CONTEXT if context is None else context,
+        }
+    }
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -28,7 +34,10 @@ SET_PRIORITY = {
     "type": "function",
     "function": {
         "name": "set_priority",
-        "parameters": {"type": "object", "properties": {"priority": {"type": "string", "enum": ["P2", "P3"]}}},
+        "parameters": {
+            "type": "object",
+            "properties": {"priority": {"type": "string", "enum": ["P2", "P3"]}},
+        },
     },
 }
 ROUTE_TO_QUEUE = {

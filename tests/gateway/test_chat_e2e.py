@@ -33,20 +33,31 @@ def module_creds() -> Credentials:
 
 @pytest.fixture(scope="module")
 def gateway(
-    via: str, upstream_server: UpstreamStub, module_creds: Credentials, tmp_path_factory: pytest.TempPathFactory
+    via: str,
+    upstream_server: UpstreamStub,
+    module_creds: Credentials,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     workdir: Path = tmp_path_factory.mktemp(f"gw-{via}")
-    gw = GatewayProcess.start(workdir, gateway_config(upstream_server.url, via=via), env=module_creds.env())
+    gw = GatewayProcess.start(
+        workdir, gateway_config(upstream_server.url, via=via), env=module_creds.env()
+    )
     yield gw
     gw.stop()
 
 
 @pytest.fixture
-def client(gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=module_creds.helpdesk, max_retries=0, timeout=20)
+def client(
+    gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
+) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=module_creds.helpdesk, max_retries=0, timeout=20
+    )
 
 
-def test_non_streaming_completion_is_governed_and_labelled(client: openai.OpenAI, upstream: UpstreamStub) -> None:
+def test_non_streaming_completion_is_governed_and_labelled(
+    client: openai.OpenAI, upstream: UpstreamStub
+) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="support-default",
         messages=user("My parcel is late"),
@@ -87,12 +98,22 @@ def test_upstream_receives_only_the_allowlist(
     assert "casegate" not in body
     for dropped in ("user", "metadata", "store"):
         assert dropped not in body
-    assert set(body) <= {"model", "messages", "temperature", "stream", "stream_options", "max_tokens"}
+    assert set(body) <= {
+        "model",
+        "messages",
+        "temperature",
+        "stream",
+        "stream_options",
+        "max_tokens",
+    }
     assert body["temperature"] == 0.2
     assert body["max_tokens"] == 800  # the bundle's cap on triage
     # the kept context rides as one system message after the leading system messages
     assert body["messages"][0] == {"role": "system", "content": "You triage."}
-    assert body["messages"][1]["content"] == 'Case context (JSON): {"account_status":"active","product_id":"P-100"}'
+    assert (
+        body["messages"][1]["content"]
+        == 'Case context (JSON): {"account_status":"active","product_id":"P-100"}'
+    )
     assert body["messages"][2]["content"] == "Hello"
     assert not [h for h in req.headers if h.startswith("x-casegate")]
     raw = req.body.decode() + repr(req.headers)
@@ -131,8 +152,12 @@ def test_streaming_completion_with_usage(client: openai.OpenAI, upstream: Upstre
 
 def test_tool_calls_pass_when_allowlisted(client: openai.OpenAI, upstream: UpstreamStub) -> None:
     upstream.script(
-        Reply.tool_calls([{"name": "set_priority", "arguments": '{"priority": "P2"}'},
-                          {"name": "route_to_queue", "arguments": '{"queue": "billing"}'}])
+        Reply.tool_calls(
+            [
+                {"name": "set_priority", "arguments": '{"priority": "P2"}'},
+                {"name": "route_to_queue", "arguments": '{"queue": "billing"}'},
+            ]
+        )
     )
     completion = client.chat.completions.create(
         model="support-default",
@@ -149,11 +174,15 @@ def test_tool_calls_pass_when_allowlisted(client: openai.OpenAI, upstream: Upstr
     assert [t["function"]["name"] for t in req.json["tools"]] == ["set_priority"]
 
 
-def test_streamed_parallel_tool_calls_arrive_whole(client: openai.OpenAI, upstream: UpstreamStub) -> None:
+def test_streamed_parallel_tool_calls_arrive_whole(
+    client: openai.OpenAI, upstream: UpstreamStub
+) -> None:
     upstream.script(
         Reply.tool_calls(
-            [{"name": "set_priority", "arguments": '{"priority": "P3"}'},
-             {"name": "route_to_queue", "arguments": '{"queue": "shipping"}'}],
+            [
+                {"name": "set_priority", "arguments": '{"priority": "P3"}'},
+                {"name": "route_to_queue", "arguments": '{"queue": "shipping"}'},
+            ],
             fragment_size=3,
             interleave=True,
         )
@@ -176,20 +205,31 @@ def test_streamed_parallel_tool_calls_arrive_whole(client: openai.OpenAI, upstre
                 entry["args"] += (tc.function.arguments or "") if tc.function else ""
             finish = choice.finish_reason or finish
     assert finish == "tool_calls"
-    assert calls == {0: {"name": "set_priority", "args": '{"priority": "P3"}'},
-                     1: {"name": "route_to_queue", "args": '{"queue": "shipping"}'}}
+    assert calls == {
+        0: {"name": "set_priority", "args": '{"priority": "P3"}'},
+        1: {"name": "route_to_queue", "args": '{"queue": "shipping"}'},
+    }
 
 
-def test_async_client(gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub) -> None:
+def test_async_client(
+    gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
+) -> None:
     async def run() -> list[str]:
-        client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=module_creds.helpdesk, max_retries=0)
+        client = openai.AsyncOpenAI(
+            base_url=gateway.url + "/v1", api_key=module_creds.helpdesk, max_retries=0
+        )
         try:
-            results = await asyncio.gather(*[
-                client.chat.completions.create(
-                    model="support-default", messages=user(f"q{i}"), extra_headers=headers(), extra_body=casegate()
-                )
-                for i in range(5)
-            ])
+            results = await asyncio.gather(
+                *[
+                    client.chat.completions.create(
+                        model="support-default",
+                        messages=user(f"q{i}"),
+                        extra_headers=headers(),
+                        extra_body=casegate(),
+                    )
+                    for i in range(5)
+                ]
+            )
             return [r.choices[0].message.content or "" for r in results]
         finally:
             await client.close()
@@ -197,8 +237,12 @@ def test_async_client(gateway: GatewayProcess, module_creds: Credentials, upstre
     assert asyncio.run(run()) == ["stub reply"] * 5
 
 
-def test_429_then_success_is_retried_transparently(client: openai.OpenAI, upstream: UpstreamStub) -> None:
-    upstream.script(Reply.error(429, retry_after=0.2, message="slow down"), Reply.text("after retry"))
+def test_429_then_success_is_retried_transparently(
+    client: openai.OpenAI, upstream: UpstreamStub
+) -> None:
+    upstream.script(
+        Reply.error(429, retry_after=0.2, message="slow down"), Reply.text("after retry")
+    )
     completion = client.chat.completions.create(
         model="support-default", messages=user("x"), extra_headers=headers(), extra_body=casegate()
     )
@@ -208,7 +252,9 @@ def test_429_then_success_is_retried_transparently(client: openai.OpenAI, upstre
     assert reqs[1].at - reqs[0].at >= 0.19  # Retry-After honoured
 
 
-def test_dead_primary_falls_back_to_secondary(client: openai.OpenAI, upstream: UpstreamStub) -> None:
+def test_dead_primary_falls_back_to_secondary(
+    client: openai.OpenAI, upstream: UpstreamStub
+) -> None:
     upstream.set_default(Reply.error(503, message="down"), model="gpt-primary")
     completion = client.chat.completions.create(
         model="support-default", messages=user("x"), extra_headers=headers(), extra_body=casegate()
@@ -218,12 +264,19 @@ def test_dead_primary_falls_back_to_secondary(client: openai.OpenAI, upstream: U
     assert models == ["gpt-primary"] * 3 + ["gpt-secondary"]
 
 
-def test_all_deployments_dead_is_502_within_the_deadline(client: openai.OpenAI, upstream: UpstreamStub) -> None:
-    upstream.set_default(Reply.error(500, message="boom at https://internal.example/v1 key sk-abcdefghijklmnop"))
+def test_all_deployments_dead_is_502_within_the_deadline(
+    client: openai.OpenAI, upstream: UpstreamStub
+) -> None:
+    upstream.set_default(
+        Reply.error(500, message="boom at https://internal.example/v1 key sk-abcdefghijklmnop")
+    )
     started = time.monotonic()
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(
-            model="support-default", messages=user("x"), extra_headers=headers(), extra_body=casegate()
+            model="support-default",
+            messages=user("x"),
+            extra_headers=headers(),
+            extra_body=casegate(),
         )
     assert time.monotonic() - started < 8
     err = info.value
@@ -239,19 +292,32 @@ def test_timeouts_everywhere_give_504(client: openai.OpenAI, upstream: UpstreamS
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(
-            model="support-default", messages=user("x"), extra_headers=headers(), extra_body=casegate()
+            model="support-default",
+            messages=user("x"),
+            extra_headers=headers(),
+            extra_body=casegate(),
         )
     assert info.value.status_code == 504
     assert info.value.code == "upstream_timeout"
     assert time.monotonic() - started < 8 + 2  # the configured deadline, plus slack
 
 
-def test_provider_4xx_is_returned_sanitised_not_retried(client: openai.OpenAI, upstream: UpstreamStub) -> None:
-    upstream.script(Reply.error(400, code="context_length_exceeded",
-                                message="Too long for https://api.vendor.example/v1 (Bearer abc.def)"))
+def test_provider_4xx_is_returned_sanitised_not_retried(
+    client: openai.OpenAI, upstream: UpstreamStub
+) -> None:
+    upstream.script(
+        Reply.error(
+            400,
+            code="context_length_exceeded",
+            message="Too long for https://api.vendor.example/v1 (Bearer abc.def)",
+        )
+    )
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
-            model="support-default", messages=user("x"), extra_headers=headers(), extra_body=casegate()
+            model="support-default",
+            messages=user("x"),
+            extra_headers=headers(),
+            extra_body=casegate(),
         )
     assert info.value.code == "context_length_exceeded"
     assert "vendor.example" not in info.value.message and "abc.def" not in info.value.message

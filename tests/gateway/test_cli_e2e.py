@@ -36,16 +36,27 @@ def test_serve_with_no_arguments_answers_from_the_demo_route(tmp_path: Path) -> 
         assert stat.S_IMODE((tmp_path / "casegate.keys.json").stat().st_mode) == 0o600
         assert str(env_file) in gw.log()
         creds = read_env(env_file)
-        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=creds["CASEGATE_DEMO_CLIENT_KEY"], max_retries=0)
+        client = openai.OpenAI(
+            base_url=gw.url + "/v1", api_key=creds["CASEGATE_DEMO_CLIENT_KEY"], max_retries=0
+        )
         done = client.chat.completions.create(
-            model="support-default", messages=user("Where is my order?"),
-            extra_headers=headers(), extra_body=casegate())
+            model="support-default",
+            messages=user("Where is my order?"),
+            extra_headers=headers(),
+            extra_body=casegate(),
+        )
         assert "offline demo route" in (done.choices[0].message.content or "")
         assert (done.model_extra or {})["casegate"]["decision"] == "allowed"
         stream = client.chat.completions.create(
-            model="support-default", messages=user("hi"), stream=True,
-            extra_headers=headers("reply_drafting"), extra_body=casegate(context={"product_id": "P-1"}))
-        assert "offline demo" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            model="support-default",
+            messages=user("hi"),
+            stream=True,
+            extra_headers=headers("reply_drafting"),
+            extra_body=casegate(context={"product_id": "P-1"}),
+        )
+        assert "offline demo" in "".join(
+            c.choices[0].delta.content or "" for c in stream if c.choices
+        )
         keys_before = (tmp_path / "casegate.keys.json").read_text()
     finally:
         gw.stop()
@@ -54,17 +65,28 @@ def test_serve_with_no_arguments_answers_from_the_demo_route(tmp_path: Path) -> 
     try:
         assert read_env(tmp_path / "casegate-demo.env") == creds
         assert (tmp_path / "casegate.keys.json").read_text() == keys_before
-        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=creds["CASEGATE_DEMO_CLIENT_KEY"], max_retries=0)
+        client = openai.OpenAI(
+            base_url=gw.url + "/v1", api_key=creds["CASEGATE_DEMO_CLIENT_KEY"], max_retries=0
+        )
         assert [m.id for m in client.models.list()] == ["support-default"]
     finally:
         gw.stop()
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CASEGATE_")}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,12 +94,26 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     [
         (lambda c: c.update(unknown_key=1), "unknown_key: unknown key"),
         (lambda c: c["limits"].update(deadline_s="soon"), "limits.deadline_s:"),
-        (lambda c: c["routes"]["support-default"][0].update(via="carrier-pigeon"), "routes.support-default[0].via:"),
-        (lambda c: c["clients"][0].update(key_env="NOT_SET_ANYWHERE"),
-         "clients[0].key_env: environment variable NOT_SET_ANYWHERE is not set"),
-        (lambda c: c["clients"][0].update(use_cases=["triage", "billing_magic"]), "clients[0].use_cases:"),
-        (lambda c: c.update(routes={"other": c["routes"]["support-default"]}), "needs route 'support-default'"),
-        (lambda c: c.update(state="postgresql://127.0.0.1:1/none"), "keys: required with PostgreSQL"),
+        (
+            lambda c: c["routes"]["support-default"][0].update(via="carrier-pigeon"),
+            "routes.support-default[0].via:",
+        ),
+        (
+            lambda c: c["clients"][0].update(key_env="NOT_SET_ANYWHERE"),
+            "clients[0].key_env: environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            lambda c: c["clients"][0].update(use_cases=["triage", "billing_magic"]),
+            "clients[0].use_cases:",
+        ),
+        (
+            lambda c: c.update(routes={"other": c["routes"]["support-default"]}),
+            "needs route 'support-default'",
+        ),
+        (
+            lambda c: c.update(state="postgresql://127.0.0.1:1/none"),
+            "keys: required with PostgreSQL",
+        ),
     ],
 )
 def test_config_errors_name_file_and_path_and_exit_nonzero(
@@ -102,7 +138,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert f"{path}: line" in result.stderr
 
 
-def test_config_check_accepts_a_good_file(tmp_path: Path, creds: Any, upstream: UpstreamStub) -> None:
+def test_config_check_accepts_a_good_file(
+    tmp_path: Path, creds: Any, upstream: UpstreamStub
+) -> None:
     path = tmp_path / "good.yaml"
     path.write_text(yaml.safe_dump(gateway_config(upstream.url)))
     result = run_cli("config", "check", str(path), cwd=tmp_path, env=creds.env())
@@ -111,7 +149,7 @@ def test_config_check_accepts_a_good_file(tmp_path: Path, creds: Any, upstream: 
 
 
 def test_embedded_default_refuses_a_public_bind(tmp_path: Path) -> None:
-    result = run_cli("serve", "--host", "0.0.0.0", "--port", "1", cwd=tmp_path)  # noqa: S104
+    result = run_cli("serve", "--host", "0.0.0.0", "--port", "1", cwd=tmp_path)
     assert result.returncode == 2
     assert "127.0.0.1 only" in result.stderr
 
@@ -119,8 +157,12 @@ def test_embedded_default_refuses_a_public_bind(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_concurrent_migrations_apply_once(tmp_path: Path, pg_url: str) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-m", "gateway.cli", "migrate", "--state", pg_url],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "migrate", "--state", pg_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     outs = [p.communicate(timeout=60) for p in procs]

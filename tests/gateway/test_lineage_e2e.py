@@ -7,6 +7,7 @@ the `tracing` package, and the chain is verified with `casegate lineage verify`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -35,8 +36,11 @@ def mixed_run(url: str, creds: Credentials, upstream: UpstreamStub) -> list[str]
     client = openai.OpenAI(base_url=url + "/v1", api_key=creds.helpdesk, max_retries=0)
     ids = []
     done = client.chat.completions.with_raw_response.create(
-        model="support-default", messages=user("é café"), extra_headers=headers(case_id="C-9", customer_id="cust-1"),
-        extra_body=casegate())
+        model="support-default",
+        messages=user("é café"),
+        extra_headers=headers(case_id="C-9", customer_id="cust-1"),
+        extra_body=casegate(),
+    )
     ids.append(done.headers["x-casegate-lineage-id"])
     for kwargs in (
         {"extra_headers": headers(), "extra_body": casegate(customer={"authenticated": False})},
@@ -49,8 +53,12 @@ def mixed_run(url: str, creds: Credentials, upstream: UpstreamStub) -> list[str]
         ids.append(info.value.response.headers["x-casegate-lineage-id"])
     upstream.set_default(Reply.error(500))
     with pytest.raises(openai.InternalServerError) as info:
-        client.chat.completions.create(model="support-default", messages=user("x"),
-                                       extra_headers=headers(), extra_body=casegate())
+        client.chat.completions.create(
+            model="support-default",
+            messages=user("x"),
+            extra_headers=headers(),
+            extra_body=casegate(),
+        )
     ids.append(info.value.response.headers["x-casegate-lineage-id"])
     upstream.clear()
     assert httpx.post(url + "/v1/chat/completions", json={}).status_code == 401
@@ -72,11 +80,17 @@ def check_events(events: list[dict[str, Any]], ids: list[str]) -> None:
         chain.sort(key=lambda e: e["seq"])
         assert [e["seq"] for e in chain] == list(range(1, len(chain) + 1))
         assert chain[0]["prev_hash"] == "0" * 64
-        for prev, cur in zip(chain, chain[1:], strict=False):
+        for prev, cur in itertools.pairwise(chain):
             assert cur["prev_hash"] == prev["hash"]
     ends = {e["lineage_id"]: e["data"] for e in events if e["type"] == "request.ended"}
     assert [ends[i]["end"] for i in ids] == ["completed", "refused", "refused", "refused", "failed"]
-    assert [ends[i]["decision"] for i in ids] == ["allowed", "refused", "refused", "refused", "allowed"]
+    assert [ends[i]["decision"] for i in ids] == [
+        "allowed",
+        "refused",
+        "refused",
+        "refused",
+        "allowed",
+    ]
     assert ends[ids[1]]["refusal"] == "ineligible"
     assert ends[ids[3]]["refusal"] == "model_not_found"
     assert ends[ids[4]]["refusal"] == "upstream_error"
@@ -89,15 +103,27 @@ def check_events(events: list[dict[str, Any]], ids: list[str]) -> None:
     assert "cust-1" not in text and "café" not in text  # no raw identifiers, no message text
 
 
-def test_one_record_per_call_on_sqlite(start_gateway: Any, upstream: UpstreamStub, creds: Credentials) -> None:
+def test_one_record_per_call_on_sqlite(
+    start_gateway: Any, upstream: UpstreamStub, creds: Credentials
+) -> None:
     gw = start_gateway(gateway_config(upstream.url))
     ids = mixed_run(gw.url, creds, upstream)
     db = sqlite3.connect(gw.workdir / "casegate.db")
     events = [json.loads(r[0]) for r in db.execute("SELECT event FROM lineage_events")]
     check_events(events, ids)
     verify = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "lineage", "verify", "--state", f"sqlite:///{gw.workdir}/casegate.db"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "lineage",
+            "verify",
+            "--state",
+            f"sqlite:///{gw.workdir}/casegate.db",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "OK: 10 event(s)" in verify.stdout
@@ -105,11 +131,24 @@ def test_one_record_per_call_on_sqlite(start_gateway: Any, upstream: UpstreamStu
     row = db.execute("SELECT chain, seq, event FROM lineage_events WHERE seq = 2").fetchone()
     edited = json.loads(row[2])
     edited["data"]["end"] = "refused"
-    db.execute("UPDATE lineage_events SET event = ? WHERE chain = ? AND seq = 2", (json.dumps(edited), row[0]))
+    db.execute(
+        "UPDATE lineage_events SET event = ? WHERE chain = ? AND seq = 2",
+        (json.dumps(edited), row[0]),
+    )
     db.commit()
     verify = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "lineage", "verify", "--state", f"sqlite:///{gw.workdir}/casegate.db"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "lineage",
+            "verify",
+            "--state",
+            f"sqlite:///{gw.workdir}/casegate.db",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 1
     assert "seq 2" in verify.stdout
@@ -124,10 +163,14 @@ def test_one_record_per_call_on_postgres(
     import psycopg
 
     with psycopg.connect(pg_url) as conn:
-        events = [json.loads(r[0]) for r in conn.execute("SELECT event FROM lineage_events").fetchall()]
+        events = [
+            json.loads(r[0]) for r in conn.execute("SELECT event FROM lineage_events").fetchall()
+        ]
     check_events(events, ids)
     verify = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "lineage", "verify", "--state", pg_url],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr

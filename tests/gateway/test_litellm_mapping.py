@@ -20,9 +20,9 @@ def _instances() -> list[BaseException]:
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
     out = []
     for name, cls in vars(lx).items():
-        if not (inspect.isclass(cls) and issubclass(cls, BaseException)) or cls.__module__.split(".")[0] not in (
-            "litellm", "openai"
-        ):
+        if not (inspect.isclass(cls) and issubclass(cls, BaseException)) or cls.__module__.split(
+            "."
+        )[0] not in ("litellm", "openai"):
             continue
         exc = cls.__new__(cls)
         BaseException.__init__(exc, f"{name} happened")

@@ -27,7 +27,8 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 def upstream() -> Iterator[UpstreamStub]:
     with UpstreamStub() as stub:
         yield stub
-    assert not [t for t in threading.enumerate() if t.name.startswith("upstream-stub")]
+    # this stub's own thread is gone (other fixtures may run stubs of their own)
+    assert not [t for t in threading.enumerate() if t.name == f"upstream-stub-{stub.port}"]
 
 
 @pytest.fixture
