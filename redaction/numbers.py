@@ -71,11 +71,20 @@ def digit_runs(text: str) -> tuple[Run, ...]:
     return runs
 
 
+# No number-based recognizer takes fewer digits than a phone number.
+MIN_RUN_DIGITS = 7
+
+
 def _parse_runs(text: str) -> Iterator[Run]:
     for m in _RUN.finditer(text):
         run_text = m.group()
+        if len(run_text) < MIN_RUN_DIGITS:
+            continue
         base = m.start()
         groups = tuple((g.start() + base, g.end() + base) for g in _GROUP.finditer(run_text))
+        if len(groups) == 1:
+            yield Run(text, base, groups, (), text[base : groups[0][0]], frozenset())
+            continue
         seps = tuple(text[groups[k][1] : groups[k + 1][0]] for k in range(len(groups) - 1))
         prefix = text[base : groups[0][0]]
         blocked: set[int] = set()
@@ -89,8 +98,13 @@ def _parse_runs(text: str) -> Iterator[Run]:
 Judge = Callable[[Run, int, int], "tuple[int, int] | None"]
 
 
-def pick_windows(run: Run, judge: Judge, max_digits: int) -> Iterator[tuple[int, int]]:
-    """Yield the spans `judge` accepts, longest window first from each leftmost start."""
+def pick_windows(
+    run: Run, judge: Judge, min_digits: int, max_digits: int
+) -> Iterator[tuple[int, int]]:
+    """Yield the spans `judge` accepts, longest window first from each leftmost start.
+
+    Only windows holding `min_digits` to `max_digits` digits are judged.
+    """
     count = len(run.groups)
     i = 0
     while i < count:
@@ -105,7 +119,8 @@ def pick_windows(run: Run, judge: Judge, max_digits: int) -> Iterator[tuple[int,
             total += run.groups[j][1] - run.groups[j][0]
             if total > max_digits:
                 break
-            ends.append(j)
+            if total >= min_digits:
+                ends.append(j)
         for j in reversed(ends):
             span = judge(run, i, j)
             if span is not None:

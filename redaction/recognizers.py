@@ -44,7 +44,10 @@ class Recognizer(Protocol):
 
 
 def _context(text: str, start: int, keywords: re.Pattern[str], width: int = 40) -> bool:
-    return keywords.search(text, max(0, start - width), start) is not None
+    """A keyword in the `width` characters before `start`, within the same sentence."""
+    begin = max(0, start - width)
+    sentence = max(text.rfind(". ", begin, start), text.rfind("\n", begin, start))
+    return keywords.search(text, max(begin, sentence + 1), start) is not None
 
 
 # ---------------------------------------------------------------- EMAIL
@@ -111,6 +114,11 @@ _PHONE_WORDS = re.compile(
 _SSN_WORDS = re.compile(r"(?i:ssn|social security|soc\.? ?sec|taxpayer|\btin\b)")
 
 
+def _spoken_of(text: str, start: int) -> bool:
+    """A phone word shortly before, and not a "#123" reference."""
+    return not text.startswith("#", start - 1) and _context(text, start, _PHONE_WORDS)
+
+
 def _window(run: Run, i: int, j: int) -> tuple[int, int] | None:
     """The window's span with its parentheses, or None when they do not balance."""
     text = run.text
@@ -134,7 +142,7 @@ class PhoneRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
-            yield from pick_windows(run, self._judge, 17)
+            yield from pick_windows(run, self._judge, 7, 17)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
@@ -160,7 +168,9 @@ class PhoneRecognizer:
             return span if 8 <= len(digits) <= 15 and digits[0] != "0" else None
         if digits.startswith("00") and lengths[0] >= 2:
             rest = digits[2:]
-            ok = 8 <= len(rest) <= 15 and rest[0] != "0" and len(values) > 1
+            ok = 8 <= len(rest) <= 15 and rest[0] != "0"
+            if len(values) == 1:  # bare "0049..." only where a phone is talked about
+                ok = ok and _spoken_of(run.text, span[0])
             return span if ok else None
         return span if self._national(run.text, span[0], digits, lengths) else None
 
@@ -168,6 +178,8 @@ class PhoneRecognizer:
     def _national(text: str, start: int, digits: str, lengths: list[int]) -> bool:
         n = len(digits)
         grouped = len(lengths) > 1
+        if not grouped and 9 <= n <= 11 and _spoken_of(text, start):
+            return True  # "call me on 3500820489": bare national numbers after a phone word
         if digits[0] == "0":  # UK / EU trunk prefix
             if digits[1] == "0" or not 9 <= n <= 11:
                 return False
@@ -177,7 +189,7 @@ class PhoneRecognizer:
         if n == 10 and digits[0] in "23456789":
             if lengths in ([3, 3, 4], [3, 7]):
                 return digits[0] == "3" or digits[3] in "23456789"  # IT mobiles start 3
-            return not grouped and digits[3] in "23456789" and _context(text, start, _PHONE_WORDS)
+            return False
         if n == 11 and digits[0] == "1" and lengths == [1, 3, 3, 4]:
             return digits[1] in "23456789" and digits[4] in "23456789"
         if n == 9 and digits[0] in "6789":  # ES
@@ -193,7 +205,7 @@ class CardRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
-            yield from pick_windows(run, self._judge, 19)
+            yield from pick_windows(run, self._judge, 13, 19)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
@@ -216,7 +228,7 @@ class SsnRecognizer:
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
             if not run.prefix:
-                yield from pick_windows(run, self._judge, 9)
+                yield from pick_windows(run, self._judge, 9, 9)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))

@@ -104,6 +104,19 @@ class Redactor:
             raise RedactionError(f"a detector failed: {type(exc).__name__}") from exc
         raise RedactionError("redaction did not reach a fixed point")
 
+    def detect(self, text: str) -> list[tuple[str, int, int]]:
+        """(entity, start, end) of what one pass finds, as offsets into `text`.
+
+        For dry runs and the benchmark; `redact` is what protects a call.
+        """
+        try:
+            view = normalise(text)
+            return [(f.entity, *view.span(f.start, f.end)) for f in self._detect(view)]
+        except RedactionError:
+            raise
+        except Exception as exc:
+            raise RedactionError(f"a detector failed: {type(exc).__name__}") from exc
+
     def _detect(self, view: View) -> list[_Found]:
         text = view.text
         found: list[_Found] = []

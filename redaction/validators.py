@@ -39,8 +39,9 @@ IBAN_LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 # Issuer prefixes of the networks in use: Visa 4; Mastercard 51-55 and 2221-2720;
-# Amex 34/37; Diners 30/36/38/39; JCB 35; Discover, UnionPay, Maestro 5x/6x.
-_CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[04-9]|6")
+# Amex 34/37; Diners 30/36/38/39; JCB 35 (and the old 15-digit 1800/2131); Discover,
+# UnionPay, Maestro 5x/6x.
+_CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[04-9]|6|1800|2131")
 _NINO_FIRST_BAD = frozenset("DFIQUV")
 _NINO_SECOND_BAD = frozenset("DFIOQUV")
 _NINO_PREFIX_BAD = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})

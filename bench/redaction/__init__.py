@@ -1,0 +1,1 @@
+"""Redaction benchmark: precision/recall on a committed corpus, throughput, latency."""

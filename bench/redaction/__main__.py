@@ -1,0 +1,3 @@
+from bench.redaction.run import main
+
+main()
