@@ -117,6 +117,9 @@ def test_phone(rec: Recognizer, value: str, expected: bool) -> None:
         ("tel (020) 7946 0958", ["(020) 7946 0958"]),
         ("(call 202 555 0173)", ["202 555 0173"]),
         ("020 7946 0958 2345 6789", ["020 7946 0958"]),  # the longest valid window
+        ("call 020 7946 0958 15/01/2026", ["020 7946 0958"]),  # a window stops at a date
+        ("fax 030/123/4567", []),  # one slash at most
+        ("tel +44 (0)20 79", []),  # six digits once "(0)" is dropped
     ],
 )
 def test_phone_in_context(text: str, expected: list[str]) -> None:
@@ -226,6 +229,8 @@ def test_ipv6(rec: Recognizer, value: str, expected: bool) -> None:
     ("text", "expected"),
     [
         ("Re: note: at 10:30", []),
+        ("Re: see std::map", []),  # prose colons are skipped before any expansion
+        ("go .::1 now", ["::1"]),  # a leading dot is not part of the address
         ("[2001:db8::1]:443", ["2001:db8::1"]),
         ("from 2001:db8::1.", ["2001:db8::1"]),
         ("a 1:2:3:4:5:6:7:8 b", ["1:2:3:4:5:6:7:8"]),

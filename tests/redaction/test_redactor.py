@@ -159,6 +159,13 @@ def test_extra_recognizer_with_a_bad_entity_name_is_refused() -> None:
 def test_a_failing_detector_fails_closed() -> None:
     with pytest.raises(RedactionError, match="KeyError"):
         Redactor([], extra=[Broken()]).redact("text", Vault())
+    with pytest.raises(RedactionError, match="KeyError"):
+        Redactor([], extra=[Broken()]).detect("text")
+
+
+def test_detect_reports_entities_at_original_offsets() -> None:
+    text = "\u200bmail a@b.co, card 4111 1111 1111 1111"
+    assert ALL.detect(text) == [("EMAIL", 6, 12), ("CREDIT_CARD", 19, 38)]
 
 
 @pytest.mark.parametrize("span", [(5, 3), (-1, 2), (0, 99)])
@@ -171,6 +178,8 @@ def test_an_invalid_span_fails_closed(span: tuple[int, int]) -> None:
 
     with pytest.raises(RedactionError, match="invalid span"):
         Redactor([], extra=[Bad()]).redact("some text", Vault())
+    with pytest.raises(RedactionError, match="invalid span"):
+        Redactor([], extra=[Bad()]).detect("some text")
 
 
 def test_a_detector_that_never_settles_fails_closed() -> None:
