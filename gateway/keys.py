@@ -71,6 +71,12 @@ class KeyMaterial:
         digest = hmac.new(self.customer_hash[0], customer_id.encode(), hashlib.sha256)
         return {"key_id": self.customer_key_id, "hash": digest.hexdigest()}
 
+    def case_key(self, case_id: str) -> str:
+        """The store key of a case's pseudonym map: keyed, so case ids are not indexed raw."""
+        return hmac.new(
+            self.customer_hash[0], b"case:" + case_id.encode(), hashlib.sha256
+        ).hexdigest()
+
     def customer_hashes(self, customer_id: str) -> list[str]:
         """The hash under every valid key (lookups during a rotation)."""
         return [

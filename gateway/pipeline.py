@@ -40,6 +40,7 @@ from gateway.runtime import ActivePolicy, Runtime
 from gateway.stages.payload import scrub_payload, validate_messages
 from gateway.stages.respond import StreamGovernor, ToolGuard, govern_reply
 from gateway.stages.upstream import build_upstream
+from gateway.stores import StateUnavailable
 from policies import CompiledUseCase, Decision, FactsError, decide, facts_from_customer
 from redaction import RedactionError, Vault, minimise, strip_invisible
 from tracing import ServerSpan
@@ -132,7 +133,7 @@ async def run_chat(
         _read_facts(rt, call, client, raw, headers)
         await rt.lineage.start(rec)  # durable before anything goes upstream
         _decide(rt, call)
-        upstream, tools = _prepare(call)
+        upstream, tools = await _prepare(rt, call)
         assert call.chat is not None and call.gov is not None and call.uc is not None
         if call.gov.dry_run:
             rec.end = "completed"
@@ -286,8 +287,29 @@ def _decide(rt: Runtime, call: Call) -> None:
         rec.decision = "allowed"
 
 
-def _prepare(call: Call) -> tuple[dict[str, Any], list[str]]:
-    """Steps 6-7: minimise the context, redact every string, build the upstream body."""
+async def _load_vault(rt: Runtime, case_key: str) -> tuple[Vault, int | None]:
+    loaded = await rt.store.load_vault(case_key, int(time.time() * 1000))
+    if loaded is None:
+        return Vault(), None
+    blob, version = loaded
+    if not blob:
+        return Vault(), version  # expired: the old values are gone
+    try:
+        plain = rt.keys.decrypt(blob, aad=b"vault:" + case_key.encode())
+    except Exception:
+        # a map we cannot read must not silently start a new numbering: fail closed
+        raise StateUnavailable("The case's pseudonym map cannot be decrypted") from None
+    return Vault.from_json(plain), version
+
+
+async def _prepare(rt: Runtime, call: Call) -> tuple[dict[str, Any], list[str]]:
+    """Steps 6-7: minimise the context, redact every string, build the upstream body.
+
+    With a case id the pseudonym map is the case's: loaded, extended and saved with
+    optimistic concurrency before anything goes upstream, so ``<EMAIL_1>`` means the
+    same address in every call of the case. A concurrent writer makes us redo the
+    (cheap) redaction on the fresh map rather than number a value twice.
+    """
     assert call.chat is not None and call.uc is not None and call.policy is not None
     assert call.decision is not None
     rec, uc, chat = call.rec, call.uc, call.chat
@@ -299,22 +321,30 @@ def _prepare(call: Call) -> tuple[dict[str, Any], list[str]]:
             f"Required context field(s) missing: {', '.join(mini.missing)}",
             param=f"casegate.context.{mini.missing[0]}",
         )
-    vault = Vault()
-    call.vault = vault
     redactor = call.policy.redactors[uc.name]
-    counts: dict[str, int] = {}
+    case_key = rt.keys.case_key(rec.case_id) if (rec.case_id and uc.entities) else None
+    for _ in range(8):
+        vault, version = (await _load_vault(rt, case_key)) if case_key else (Vault(), None)
+        counts: dict[str, int] = {}
 
-    if uc.entities:
-
-        def redact(text: str) -> str:
+        def redact(text: str, vault: Vault = vault, counts: dict[str, int] = counts) -> str:
             result = redactor.redact(text, vault)
             for entity, n in result.counts.items():
                 counts[entity] = counts.get(entity, 0) + n
             return result.text
 
+        scrubbed = scrub_payload(
+            chat.messages, mini.kept, redact if uc.entities else strip_invisible
+        )
+        if case_key is None or not vault.dirty:
+            break
+        blob = rt.keys.encrypt(vault.to_json(), aad=b"vault:" + case_key.encode())
+        expires = int(time.time() * 1000) + uc.pseudonym_ttl_s * 1000
+        if await rt.store.save_vault(case_key, blob, expected_version=version, expires_ms=expires):
+            break
     else:
-        redact = strip_invisible
-    scrubbed = scrub_payload(chat.messages, mini.kept, redact)
+        raise StateUnavailable("The case's pseudonym map is too contended; try again")
+    call.vault = vault
     rec.redactions = counts
     rec.checks.append(
         {"check": "redaction", "on": sorted(scrubbed.parts), "entities": sorted(uc.entities)}

@@ -47,6 +47,19 @@ _V1_COMMON = [
     )""",
 ]
 
+
+def _vaults(blob: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS pseudonym_vaults (
+            case_key TEXT PRIMARY KEY,
+            blob {blob} NOT NULL,
+            version BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS pseudonym_vaults_expiry ON pseudonym_vaults (expires_ms)",
+    ]
+
+
 MIGRATIONS: dict[str, list[tuple[int, list[str]]]] = {
     "sqlite": [
         (
@@ -63,6 +76,7 @@ MIGRATIONS: dict[str, list[tuple[int, list[str]]]] = {
                 )""",
             ],
         ),
+        (2, _vaults("BLOB")),
     ],
     "postgres": [
         (
@@ -79,5 +93,6 @@ MIGRATIONS: dict[str, list[tuple[int, list[str]]]] = {
                 )""",
             ],
         ),
+        (2, _vaults("BYTEA")),
     ],
 }

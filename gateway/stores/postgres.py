@@ -188,6 +188,37 @@ class PostgresStore:
         alive = set(chains_alive)
         return [RecordIndex(*r) for r in rows if r[6] not in alive]
 
+    # -- pseudonym vaults -----------------------------------------------------
+    async def load_vault(self, case_key: str, now_ms: int) -> tuple[bytes, int] | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT blob, version, expires_ms FROM pseudonym_vaults WHERE case_key = %s",
+                (case_key,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        if row[2] <= now_ms:
+            return b"", int(row[1])
+        return bytes(row[0]), int(row[1])
+
+    async def save_vault(
+        self, case_key: str, blob: bytes, *, expected_version: int | None, expires_ms: int
+    ) -> bool:
+        async with self._conn() as conn:
+            if expected_version is None:
+                cur = await conn.execute(
+                    "INSERT INTO pseudonym_vaults VALUES (%s, %s, 1, %s) ON CONFLICT DO NOTHING",
+                    (case_key, blob, expires_ms),
+                )
+            else:
+                cur = await conn.execute(
+                    "UPDATE pseudonym_vaults SET blob = %s, version = version + 1,"
+                    " expires_ms = %s WHERE case_key = %s AND version = %s",
+                    (blob, expires_ms, case_key, expected_version),
+                )
+            return cur.rowcount == 1
+
     # -- policy ----------------------------------------------------------------
     async def put_bundle(self, bundle: StoredBundle) -> bool:
         async with self._conn() as conn, conn.transaction():

@@ -167,6 +167,40 @@ class SqliteStore:
         alive = set(chains_alive)
         return [RecordIndex(*r) for r in rows if r[6] not in alive]
 
+    # -- pseudonym vaults -----------------------------------------------------
+    async def load_vault(self, case_key: str, now_ms: int) -> tuple[bytes, int] | None:
+        row = self.db.execute(
+            "SELECT blob, version, expires_ms FROM pseudonym_vaults WHERE case_key = ?",
+            (case_key,),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[2] <= now_ms:
+            # expired: the values are gone for good, but the version lives on so that a
+            # concurrent writer still sees a conflict
+            return b"", int(row[1])
+        return bytes(row[0]), int(row[1])
+
+    async def save_vault(
+        self, case_key: str, blob: bytes, *, expected_version: int | None, expires_ms: int
+    ) -> bool:
+        db = self.db
+        try:
+            if expected_version is None:
+                cur = db.execute(
+                    "INSERT INTO pseudonym_vaults VALUES (?, ?, 1, ?) ON CONFLICT DO NOTHING",
+                    (case_key, blob, expires_ms),
+                )
+            else:
+                cur = db.execute(
+                    "UPDATE pseudonym_vaults SET blob = ?, version = version + 1, expires_ms = ?"
+                    " WHERE case_key = ? AND version = ?",
+                    (blob, expires_ms, case_key, expected_version),
+                )
+        except sqlite3.Error as exc:
+            raise StateUnavailable(f"The pseudonym map could not be written: {exc}") from None
+        return cur.rowcount == 1
+
     # -- policy ----------------------------------------------------------------
     async def put_bundle(self, bundle: StoredBundle) -> bool:
         db = self.db
