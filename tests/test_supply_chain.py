@@ -47,7 +47,11 @@ def test_no_unexpected_pth_startup_files() -> None:
     import site
     import sys
 
-    allowed = re.compile(r"^(distutils-precedence|__editable__\..*|_virtualenv|casegate.*|a1_coverage)\.pth$")
+    allowed = re.compile(
+        r"^(distutils-precedence|__editable__\..*|_virtualenv|casegate.*|a1_coverage)\.pth$"
+    )
     dirs = {Path(p) for p in site.getsitepackages()} | {Path(sys.prefix)}
-    found = sorted(p.name for d in dirs if d.is_dir() for p in d.glob("*.pth") if not allowed.match(p.name))
+    found = sorted(
+        p.name for d in dirs if d.is_dir() for p in d.glob("*.pth") if not allowed.match(p.name)
+    )
     assert found == []
