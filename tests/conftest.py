@@ -122,17 +122,37 @@ def gateway_config(
         "state": state,
         "routes": {
             "support-default": [
-                {"model": f"{prefix}gpt-primary", "api_base": stub_url, "api_key_env": "UPSTREAM_KEY",
-                 "via": via, "timeout_s": 5},
-                {"model": f"{prefix}gpt-secondary", "api_base": stub_url, "api_key_env": "UPSTREAM_KEY",
-                 "via": via, "timeout_s": 5},
+                {
+                    "model": f"{prefix}gpt-primary",
+                    "api_base": stub_url,
+                    "api_key_env": "UPSTREAM_KEY",
+                    "via": via,
+                    "timeout_s": 5,
+                },
+                {
+                    "model": f"{prefix}gpt-secondary",
+                    "api_base": stub_url,
+                    "api_key_env": "UPSTREAM_KEY",
+                    "via": via,
+                    "timeout_s": 5,
+                },
             ]
         },
         "clients": [
-            {"name": "helpdesk", "key_env": "HELPDESK_KEY", "use_cases": ["triage", "reply_drafting"]},
+            {
+                "name": "helpdesk",
+                "key_env": "HELPDESK_KEY",
+                "use_cases": ["triage", "reply_drafting"],
+            },
             {"name": "triage-bot", "key_env": "TRIAGE_KEY", "use_cases": ["triage"]},
         ],
-        "operators": [{"name": "oncall", "token_env": "ONCALL_TOKEN", "roles": ["incident_responder", "auditor"]}],
+        "operators": [
+            {
+                "name": "oncall",
+                "token_env": "ONCALL_TOKEN",
+                "roles": ["incident_responder", "auditor"],
+            }
+        ],
         "limits": {"max_body_bytes": 65536, "deadline_s": 8, "first_chunk_timeout_s": 3},
         "retry": {"attempts": 3, "max_retry_after_s": 2},
     }

@@ -77,7 +77,11 @@ class GatewayProcess:
         log_path = workdir / "gateway.log"
         log = log_path.open("ab")
         proc = subprocess.Popen(
-            args, cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            args,
+            cwd=workdir,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -95,7 +99,7 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:  # noqa: S310
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
