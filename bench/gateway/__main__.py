@@ -1,0 +1,5 @@
+import sys
+
+from bench.gateway.run import main
+
+sys.exit(main())

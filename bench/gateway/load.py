@@ -1,0 +1,108 @@
+"""The load generator: a separate process, driven over stdin/stdout with JSON lines.
+
+Each input line is a job ``{"url", "headers", "body", "stream", "concurrency",
+"requests"}``; the answer is one line ``{"ok", "errors", "elapsed_s", "latencies_ms",
+"first_error"}``. Keeping the process (and its pooled connections per url and
+concurrency) alive between the warm-up and the measured run lets the orchestrator read
+the server's CPU counters exactly around the measured requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+DONE = b"data: [DONE]"
+
+
+async def _one(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, stream: bool
+) -> str | None:
+    async with session.post(url, data=body, headers=headers) as resp:
+        data = await resp.read()  # to EOF: for a stream, through the final [DONE]
+        if resp.status != 200:
+            return f"HTTP {resp.status}: {data[:200]!r}"
+        if stream:
+            if DONE not in data[-64:]:
+                return f"stream without [DONE]: {data[-200:]!r}"
+        elif b'"choices"' not in data:
+            return f"no choices: {data[:200]!r}"
+    return None
+
+
+async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: dict[str, Any]):
+    url, conc, total = job["url"], int(job["concurrency"]), int(job["requests"])
+    key = (url, conc)
+    if key not in sessions:
+        sessions[key] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=conc, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+    session = sessions[key]
+    headers = {"Content-Type": "application/json", **job["headers"]}
+    body = job["body"].encode()
+    stream = bool(job["stream"])
+    latencies: list[float] = []
+    errors = 0
+    first_error: str | None = None
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued, errors, first_error
+        while issued < total:
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                err = await _one(session, url, headers, body, stream)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                err = f"{type(exc).__name__}: {exc}"
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if err is not None:
+                errors += 1
+                first_error = first_error or err
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    elapsed = time.perf_counter() - start
+    return {
+        "ok": len(latencies) - errors,
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "latencies_ms": latencies,
+        "first_error": first_error,
+    }
+
+
+async def serve() -> None:
+    loop = asyncio.get_running_loop()
+    sessions: dict[tuple[str, int], aiohttp.ClientSession] = {}
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line.strip():
+                return  # EOF or an empty line: done
+            result = await run_job(sessions, json.loads(line))
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+    finally:
+        for session in sessions.values():
+            await session.close()
+
+
+def main() -> int:
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except ImportError:
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
