@@ -373,6 +373,7 @@ def _record_tools(call: Call) -> None:
     rec.tool_calls_allowed = list(guard.allowed)
     rec.tool_calls_blocked = list(guard.blocked)
     if guard.allowed or guard.blocked:
+        rec.checks = [c for c in rec.checks if c.get("check") != "tool_guard"]
         rec.checks.append({"check": "tool_guard", "on": "tool_calls", "ok": not guard.blocked})
     if guard.downgraded:
         rec.action_class_applied = "recommendation"
@@ -488,10 +489,14 @@ async def _stream_body(
 ) -> AsyncIterator[bytes]:
     rec = call.rec
     assert call.guard is not None and call.uc is not None
+    def casegate_now() -> dict[str, Any]:
+        _record_tools(call)  # the guard may have judged the calls a moment ago
+        return call.casegate()
+
     governor = StreamGovernor(
         call.guard,
         dep.served_model,
-        call.casegate,
+        casegate_now,
         restore_text=call.uc.restore_in_response,
     )
     try:
