@@ -1,10 +1,11 @@
 """The load generator: a separate process, driven over stdin/stdout with JSON lines.
 
 Each input line is a job ``{"url", "headers", "body", "stream", "concurrency",
-"requests"}``; the answer is one line ``{"ok", "errors", "elapsed_s", "latencies_ms",
-"first_error"}``. Keeping the process (and its pooled connections per url and
-concurrency) alive between the warm-up and the measured run lets the orchestrator read
-the server's CPU counters exactly around the measured requests.
+"requests", "expect"?}`` (``expect``: bytes every 200 answer must contain); the answer
+is one line ``{"ok", "errors", "elapsed_s", "latencies_ms", "first_error"}``. Keeping
+the process (and its pooled connections per url and concurrency) alive between the
+warm-up and the measured run lets the orchestrator read the server's CPU counters
+exactly around the measured requests.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ DONE = b"data: [DONE]"
 
 
 async def _one(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, stream: bool
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    stream: bool,
+    expect: bytes,
 ) -> str | None:
     async with session.post(url, data=body, headers=headers) as resp:
         data = await resp.read()  # to EOF: for a stream, through the final [DONE]
@@ -32,6 +38,8 @@ async def _one(
                 return f"stream without [DONE]: {data[-200:]!r}"
         elif b'"choices"' not in data:
             return f"no choices: {data[:200]!r}"
+        if expect and expect not in data:
+            return f"no {expect!r} in the answer: {data[:200]!r}"
     return None
 
 
@@ -47,6 +55,7 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
     headers = {"Content-Type": "application/json", **job["headers"]}
     body = job["body"].encode()
     stream = bool(job["stream"])
+    expect = job.get("expect", "").encode()
     latencies: list[float] = []
     errors = 0
     first_error: str | None = None
@@ -58,7 +67,7 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
             issued += 1
             t0 = time.perf_counter()
             try:
-                err = await _one(session, url, headers, body, stream)
+                err = await _one(session, url, headers, body, stream, expect)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 err = f"{type(exc).__name__}: {exc}"
             latencies.append((time.perf_counter() - t0) * 1000)

@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import secrets
 import select
 import shutil
@@ -141,6 +142,9 @@ class Target:
     launch: Any  # (Procs, workdir) -> Server
     server: Server | None = None
     cold_starts: list[float] = field(default_factory=list)
+
+    def expect(self, stream: bool) -> str:
+        return '"lineage_id"' if self.casegate and not stream else ""
 
     def body(self, stream: bool) -> bytes:
         return workload.body(casegate=self.casegate, stream=stream)
@@ -287,6 +291,8 @@ def measure(load: LoadGen, target: Target, conc: int, stream: bool, n: int, warm
         "body": target.body(stream).decode(),
         "stream": stream,
         "concurrency": conc,
+        # Casegate's answer carries its `casegate` object: proof the governed path ran.
+        "expect": target.expect(stream),
     }
     warm = load.run(job | {"requests": warmup})
     pid = target.server.pid
@@ -501,8 +507,15 @@ def run_profile(load: LoadGen, casegate: Target, n: int) -> str | None:
     return summarize_collapsed(out.read_text())
 
 
+PROJECT_FRAME = re.compile(r"\((?:gateway|policies|redaction|tracing)/")
+
+
 def summarize_collapsed(text: str, top: int = 15) -> str:
-    """Self and inclusive sample counts per function from py-spy's collapsed stacks."""
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks.
+
+    Frames are merged per function (the line number dropped); the inclusive list keeps
+    the project's own packages only, the self list everything.
+    """
     self_counts: dict[str, int] = {}
     incl_counts: dict[str, int] = {}
     total = 0
@@ -512,17 +525,18 @@ def summarize_collapsed(text: str, top: int = 15) -> str:
             continue
         count = int(count_s)
         total += count
-        frames = stack.split(";")
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
         self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
         for frame in set(frames):
-            incl_counts[frame] = incl_counts.get(frame, 0) + count
+            if PROJECT_FRAME.search(frame):
+                incl_counts[frame] = incl_counts.get(frame, 0) + count
     if not total:
         return "(no samples)"
-    lines = [f"samples: {total}", "", "self %  | function (file:line)"]
+    lines = [f"{total} samples (on-CPU, 200 Hz)", "", "self %  | function (file)"]
     for frame, c in sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{100 * c / total:6.1f}  | {frame}")
-    lines += ["", "inclusive % | function (file:line)"]
-    for frame, c in sorted(incl_counts.items(), key=lambda kv: -kv[1])[: top * 2]:
+    lines += ["", "inclusive % | Casegate function (file)"]
+    for frame, c in sorted(incl_counts.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{100 * c / total:6.1f}  | {frame}")
     return "\n".join(lines)
 
