@@ -37,6 +37,7 @@ RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 READY_TIMEOUT_S = 60.0
 JOB_TIMEOUT_S = 900.0
+SOURCE_DIRS = ("gateway", "policies", "redaction", "tracing", "tests/kit", "bench/gateway")
 
 
 def free_port() -> int:
@@ -360,13 +361,21 @@ def table(results: dict[tuple[str, int, bool], list[Sample]], cold: dict[str, fl
 
 
 def git_commit() -> str:
+    """The short commit, and which source packages have uncommitted changes (measured too)."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *SOURCE_DIRS],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
     except OSError:
         return "unknown"
+    dirs = sorted({d + "/" for line in dirty for d in SOURCE_DIRS if line[3:].startswith(d)})
+    return (head or "unknown") + (f" + uncommitted changes in {', '.join(dirs)}" if dirs else "")
 
 
 # --------------------------------------------------------------------------- main
