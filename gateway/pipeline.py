@@ -489,6 +489,7 @@ async def _stream_body(
 ) -> AsyncIterator[bytes]:
     rec = call.rec
     assert call.guard is not None and call.uc is not None
+
     def casegate_now() -> dict[str, Any]:
         _record_tools(call)  # the guard may have judged the calls a moment ago
         return call.casegate()

@@ -194,6 +194,13 @@ def check_routes(
                 f"{source}: routes: the bundle's use case {name!r} needs route {uc.route!r}, "
                 f"which is not configured (configured: {', '.join(sorted(deployments)) or 'none'})"
             )
+    if settings.consent_service is not None:
+        # Consent of record is not enforced by this version; starting anyway would
+        # silently trust the request's consent instead. Fail closed.
+        raise ConfigError(
+            f"{source}: consent_service: not supported by this version of Casegate yet; "
+            "remove it to use the consent sent with each request"
+        )
     known = set(loaded.policy.use_cases)
     for i, client in enumerate(settings.clients):
         for uc_name in client.use_cases:

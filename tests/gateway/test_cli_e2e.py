@@ -114,6 +114,10 @@ def run_cli(
             lambda c: c.update(state="postgresql://127.0.0.1:1/none"),
             "keys: required with PostgreSQL",
         ),
+        (
+            lambda c: c.update(consent_service={"url": "http://127.0.0.1:9/consent"}),
+            "consent_service: not supported",
+        ),
     ],
 )
 def test_config_errors_name_file_and_path_and_exit_nonzero(
