@@ -19,9 +19,12 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.errors import AuthenticationFailed
-from gateway.settings import ConfigError, Settings, read_env_secrets
+from gateway.settings import ConfigError, EnvNames, Settings, read_env_secrets
+
+T = TypeVar("T")
 
 __all__ = ["Client", "Directory", "Operator", "digest", "digest_matches"]
 
@@ -73,24 +76,27 @@ class Directory:
 
     @classmethod
     def build(cls, settings: Settings, environ: Mapping[str, str], *, source: str) -> Directory:
-        c_digests: list[bytes] = []
-        c_owners: list[Client] = []
-        for i, c in enumerate(settings.clients):
-            client = Client(c.name, frozenset(c.use_cases))
-            for secret in read_env_secrets(
-                c.key_env, path=f"clients[{i}].key_env", environ=environ, source=source
-            ):
-                c_digests.append(digest(secret))
-                c_owners.append(client)
-        o_digests: list[bytes] = []
-        o_owners: list[Operator] = []
-        for i, o in enumerate(settings.operators):
-            operator = Operator(o.name, frozenset(o.roles))
-            for secret in read_env_secrets(
-                o.token_env, path=f"operators[{i}].token_env", environ=environ, source=source
-            ):
-                o_digests.append(digest(secret))
-                o_owners.append(operator)
+        def digests(owners: Sequence[tuple[T, EnvNames, str]]) -> tuple[list[bytes], list[T]]:
+            out_digests: list[bytes] = []
+            out_owners: list[T] = []
+            for owner, names, path in owners:
+                for secret in read_env_secrets(names, path=path, environ=environ, source=source):
+                    out_digests.append(digest(secret))
+                    out_owners.append(owner)
+            return out_digests, out_owners
+
+        c_digests, c_owners = digests(
+            [
+                (Client(c.name, frozenset(c.use_cases)), c.key_env, f"clients[{i}].key_env")
+                for i, c in enumerate(settings.clients)
+            ]
+        )
+        o_digests, o_owners = digests(
+            [
+                (Operator(o.name, frozenset(o.roles)), o.token_env, f"operators[{i}].token_env")
+                for i, o in enumerate(settings.operators)
+            ]
+        )
         if set(c_digests) & set(o_digests):
             raise ConfigError(f"{source}: a client key and an operator token must differ")
         return cls(tuple(c_digests), tuple(c_owners), tuple(o_digests), tuple(o_owners))
