@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.admin import admin_routes
 from gateway.api import JSONBytes, client_routes, gateway_error_response
 from gateway.errors import GatewayError, NotFound, error_body, error_type_for
 from gateway.health import health_routes
@@ -111,7 +112,12 @@ def create_app(
         finally:
             await rt.stop()
 
-    routes: list[Route] = [*client_routes(), *health_routes(), openapi_route()]
+    routes: list[Route] = [
+        *client_routes(),
+        *admin_routes(),
+        *health_routes(),
+        openapi_route(),
+    ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config")
     src.add_argument("--export", help="a file from GET /admin/lineage/export")
     verify.set_defaults(func=cmd_lineage_verify)
+
+    from gateway.commands import register_all
+
+    register_all(sub)
     return parser
 
 

@@ -60,9 +60,14 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, type[BaseModel] | None, tuple[
 
 
 def openapi_document() -> dict[str, Any]:
+    from gateway.admin import ADMIN_OPERATIONS
+
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": _ERROR}
-    for (method, path), (summary, auth, model, errors) in OPERATIONS.items():
+    for (method, path), (summary, auth, model, errors) in {
+        **OPERATIONS,
+        **ADMIN_OPERATIONS,
+    }.items():
         op: dict[str, Any] = {
             "summary": summary,
             "operationId": method.lower() + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_"),
@@ -89,9 +94,11 @@ def openapi_document() -> dict[str, Any]:
                 "description": "Error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }
-        if "{rest}" in path:
+        params = re.findall(r"\{([a-z_]+)\}", path)
+        if params:
             op["parameters"] = [
-                {"name": "rest", "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
             ]
         paths.setdefault(path, {})[method.lower()] = op
     return {

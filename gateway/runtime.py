@@ -15,6 +15,7 @@ the truth.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -109,6 +110,8 @@ class Runtime:
     telemetry: Telemetry
     policy: ActivePolicy
     closers: list[Any] = field(default_factory=list)
+    #: long-lived tasks (listeners, checkpoint writers); cancelled by stop()
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
     def switches(self) -> tuple[Switch, ...]:
@@ -174,6 +177,11 @@ class Runtime:
         return rt
 
     async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(BaseException):
+                await task
         for close in reversed(self.closers):
             with contextlib.suppress(Exception):
                 result = close()

@@ -4,7 +4,8 @@ Usage::
 
     casegate migrate            # or: await store.migrate()
 
-A migration is never edited once released; later issues append new versions. Both
+A migration is never edited once released; later issues append new versions (the
+lists are applied sorted by version, so a feature may add its tuple anywhere). Both
 dialects hold the same tables so every store test runs on both.
 """
 

@@ -104,7 +104,7 @@ class PostgresStore:
                 )
                 cur = await conn.execute("SELECT version FROM schema_migrations")
                 done = {row[0] for row in await cur.fetchall()}
-                for version, statements in MIGRATIONS["postgres"]:
+                for version, statements in sorted(MIGRATIONS["postgres"]):
                     if version in done:
                         continue
                     async with conn.transaction():

@@ -78,7 +78,7 @@ class SqliteStore:
                 " (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)"
             )
             done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            for version, statements in MIGRATIONS["sqlite"]:
+            for version, statements in sorted(MIGRATIONS["sqlite"]):
                 if version in done:
                     continue
                 for statement in statements:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.routing import Route
 
+from gateway.admin import admin_routes
 from gateway.api import client_routes
 from gateway.health import health_routes
 from gateway.models import ChatRequest
@@ -11,10 +14,10 @@ from gateway.openapi import openapi_document, openapi_route
 
 
 def mounted() -> set[tuple[str, str]]:
-    routes: list[Route] = [*client_routes(), *health_routes(), openapi_route()]
+    routes: list[Route] = [*client_routes(), *admin_routes(), *health_routes(), openapi_route()]
     out = set()
     for route in routes:
-        path = route.path.replace("{rest:path}", "{rest}")
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         for method in route.methods or ():
             if method != "HEAD":
                 out.add((method.lower(), path))
