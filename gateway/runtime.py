@@ -28,6 +28,7 @@ from gateway.auth import Directory
 from gateway.keys import KeyMaterial, load_keys
 from gateway.lineage import LineageWriter
 from gateway.providers.base import Deployment, Provider
+from gateway.providers.breaker import CircuitBreaker
 from gateway.providers.router import Router
 from gateway.settings import ConfigError, Settings
 from gateway.stores import Activation, StateStore, StoredBundle, open_store
@@ -152,7 +153,14 @@ class Runtime:
             from gateway.providers.demo import DemoProvider
 
             providers["demo"] = DemoProvider()
-        router = Router(deployments, settings.retry, providers)
+        router = Router(
+            deployments,
+            settings.retry,
+            providers,
+            breaker=CircuitBreaker(
+                failures=settings.circuit.failures, cooldown_s=settings.circuit.cooldown_s
+            ),
+        )
 
         store = open_store(settings)
         await store.open()

@@ -100,6 +100,11 @@ class RetryConfig(_Closed):
     max_retry_after_s: float = Field(default=10.0, ge=0)
 
 
+class CircuitConfig(_Closed):
+    failures: int = Field(default=5, ge=0)
+    cooldown_s: float = Field(default=10.0, gt=0)
+
+
 class ConsentServiceConfig(_Closed):
     url: str
     api_key_env: EnvNames | None = None
@@ -117,6 +122,7 @@ class Settings(_Closed):
     keys: KeysConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     retry: RetryConfig = RetryConfig()
+    circuit: CircuitConfig = CircuitConfig()
     consent_service: ConsentServiceConfig | None = None
     #: Where the file was read from (relative paths resolve against its directory).
     base_dir: str = "."

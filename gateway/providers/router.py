@@ -37,6 +37,7 @@ from gateway.errors import (
     sanitise_upstream_message,
 )
 from gateway.providers.base import AttemptError, Deployment, Provider, UpstreamStream
+from gateway.providers.breaker import CircuitBreaker
 from gateway.settings import RetryConfig
 
 __all__ = ["AttemptObserver", "Router", "Served", "ServedStream"]
@@ -96,7 +97,9 @@ class Router:
         *,
         backoff_base_s: float = 0.05,
         backoff_max_s: float = 2.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
+        self.breaker = breaker or CircuitBreaker(failures=0, cooldown_s=0)
         self.routes = routes
         self.retry = retry
         self.providers = providers
@@ -144,7 +147,19 @@ class Router:
     ) -> tuple[Any, Deployment, list[dict[str, Any]]]:
         attempts: list[dict[str, Any]] = []
         errors: list[AttemptError] = []
+        skipped = 0
         for dep in self._candidates(route, removed_models):
+            if not self.breaker.allow(dep.model):
+                skipped += 1
+                attempts.append(
+                    {
+                        "deployment": dep.model,
+                        "attempt": 0,
+                        "duration_ms": 0,
+                        "outcome": "circuit_open",
+                    }
+                )
+                continue
             counter = 0
 
             async def one_try(dep: Deployment = dep) -> Any:
@@ -161,7 +176,12 @@ class Router:
                 except AttemptError as exc:
                     handle.failed(exc)
                     attempts.append(_attempt(dep, counter, started, exc))
+                    if exc.transient:
+                        self.breaker.failure(dep.model)
+                    else:
+                        self.breaker.release_probe(dep.model)
                     raise
+                self.breaker.success(dep.model)
                 handle.succeeded(result[1] if isinstance(result, tuple) else result)
                 attempts.append(_attempt(dep, counter, started, None))
                 return result
@@ -189,11 +209,17 @@ class Router:
                 continue
             return result, dep, attempts
         timed_out = time.monotonic() >= deadline or (errors and errors[-1].kind == "timeout")
-        tried = len({a["deployment"] for a in attempts})
+        tried = len({a["deployment"] for a in attempts if a["outcome"] != "circuit_open"})
         if timed_out:
             raise UpstreamTimeout(
                 f"Route {route!r}: no deployment answered within the deadline "
                 f"({len(attempts)} attempt(s) on {tried} deployment(s))",
+                attempts=attempts,
+            )
+        if skipped and not errors:
+            raise UpstreamFailed(
+                f"Route {route!r}: every deployment's circuit is open after repeated "
+                "failures; they are probed again after the cool-down",
                 attempts=attempts,
             )
         last = errors[-1].error_type if errors else "none"
