@@ -64,6 +64,7 @@ class LineageRecord:
     checks: list[dict[str, Any]] = field(default_factory=list)
     consent_basis: str | None = None
     model_served: str | None = None
+    model_deployment: str | None = None  # as configured (prices are keyed by it); not recorded
     attempts: list[dict[str, Any]] = field(default_factory=list)
     tool_calls_allowed: list[str] = field(default_factory=list)
     tool_calls_blocked: list[str] = field(default_factory=list)
@@ -180,6 +181,27 @@ class LineageWriter:
             end=RecordEnd(rec.lineage_id, rec.end or "failed", rec.decision),
         )
         rec.started_written = rec.finished_written = True
+
+    async def committed_head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of this chain's last durable event (never a write in flight)."""
+        async with self._lock:
+            return self._chain.seq, self._chain.head
+
+    async def interrupt(self, index: RecordIndex, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Recovery: write the ``interrupted`` end of a record another (dead) chain began.
+        ``None`` when the record was already ended (by its writer or another recoverer)."""
+        async with self._lock:
+            seq, head = self._chain.seq, self._chain.head
+            event = self._chain.next_event("request.ended", index.lineage_id, data, at_ms=now_ms())
+            try:
+                done = await self.store.append_interrupted([event], index.lineage_id)
+            except BaseException:
+                self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
+                raise
+            if not done:
+                self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
+                return None
+            return event
 
     async def event(self, type_: str, lineage_id: str, data: dict[str, Any]) -> dict[str, Any]:
         """An operator event (switch flip, activation, approval...): durable on return."""

@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 
 from gateway.auth import Client
+from gateway.consent import ConsentUnavailable
+from gateway.drafts import DraftContent, DraftService, PendingDraft, customer_turns
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -33,6 +35,7 @@ from gateway.errors import (
     Unavailable,
     UpstreamError,
 )
+from gateway.limits import Reservation
 from gateway.lineage import LineageRecord, new_lineage_id
 from gateway.models import ChatRequest, Governance, parse_chat_request, read_governance
 from gateway.providers.base import AttemptError, Deployment
@@ -73,6 +76,8 @@ class Call:
     redactions: dict[str, int] = field(default_factory=dict)
     tools_upstream: list[str] = field(default_factory=list)
     guard: ToolGuard | None = None
+    draft: PendingDraft | None = None  # step 10: the draft this call will store
+    held: Reservation | None = None  # budget reserved for this call
 
     def casegate(self) -> dict[str, Any]:
         rec = self.rec
@@ -132,14 +137,16 @@ async def run_chat(
     try:
         _read_facts(rt, call, client, raw, headers)
         await rt.lineage.start(rec)  # durable before anything goes upstream
-        _decide(rt, call)
+        await _decide(rt, call)
         upstream, tools = await _prepare(rt, call)
         assert call.chat is not None and call.gov is not None and call.uc is not None
+        _plan_draft(call)
         if call.gov.dry_run:
             rec.end = "completed"
             body = call.casegate()
             body.update(dry_run=True, upstream={"tools": tools})
             return ChatResult(200, _headers(call, request_id), body={"casegate": body})
+        await _reserve_budget(rt, call, upstream)
         deadline = time.monotonic() + rt.settings.limits.deadline_s
         observer = _observer(rt, span)
         if call.chat.stream:
@@ -153,6 +160,7 @@ async def run_chat(
             )
             rec.attempts = served.attempts
             rec.model_served = served.deployment.served_model
+            rec.model_deployment = served.deployment.model
             rec.ttfc_ms = int(served.ttfc_s * 1000)
             stream = _stream_body(
                 rt, call, served.stream, served.first, served.deployment, deadline
@@ -171,12 +179,14 @@ async def run_chat(
         reply = served_reply.reply
         reply["model"] = served_reply.deployment.served_model
         rec.model_served = served_reply.deployment.served_model
+        rec.model_deployment = served_reply.deployment.model
         rec.usage = _usage(reply.get("usage"))
         assert call.guard is not None
         try:
             govern_reply(reply, call.guard)
         finally:
             _record_tools(call)
+        await _store_draft(rt, call, _reply_text(reply))  # step 10, durable before the reply
         rec.end = "completed"
         reply["casegate"] = call.casegate()
         return ChatResult(200, _headers(call, request_id), body=reply)
@@ -199,6 +209,7 @@ async def run_chat(
         ) from None
     finally:
         if not streaming_handed_off:
+            await _settle_budget(rt, call)
             span.set_many(_span_attrs(call))
             await _finish_lineage(rt, call)
 
@@ -249,15 +260,13 @@ def _read_facts(
     validate_messages(chat.messages, allowed_unscanned=uc.allowed_unscanned_parts)
 
 
-def _decide(rt: Runtime, call: Call) -> None:
+async def _decide(rt: Runtime, call: Call) -> None:
     """Steps 4-5: kill switches, then eligibility and consent."""
     assert call.chat is not None and call.gov is not None and call.policy is not None
     rec = call.rec
-    customer = call.chat.casegate.customer
+    customer = call.chat.casegate.customer.model_dump()
     try:
-        facts = facts_from_customer(
-            customer.model_dump(), queue=call.gov.queue, segment=call.gov.segment
-        )
+        facts = facts_from_customer(customer, queue=call.gov.queue, segment=call.gov.segment)
     except FactsError as exc:
         raise InvalidRequest(f"Invalid customer facts: {exc}", param="casegate.customer") from None
     rec.consent_basis = "request"
@@ -269,6 +278,21 @@ def _decide(rt: Runtime, call: Call) -> None:
         facts=facts,
         switches=rt.switches(),
     )
+    if rt.consent is not None and (
+        decision.refusal is None or decision.refusal.code == "ineligible"
+    ):
+        # the consent of record replaces the request's; switches have had their say
+        customer["consent"] = await _consent_of_record(rt, call)
+        rec.consent_basis = "consent_service"
+        facts = facts_from_customer(customer, queue=call.gov.queue, segment=call.gov.segment)
+        decision = decide(
+            call.policy.loaded.policy,
+            use_case=call.gov.use_case,
+            requested_class=call.gov.action_class,
+            route=call.chat.model,
+            facts=facts,
+            switches=rt.switches(),
+        )
     call.decision = decision
     rec.kill_switches = list(decision.switches)
     rec.action_class_requested = decision.action_class_requested
@@ -285,6 +309,19 @@ def _decide(rt: Runtime, call: Call) -> None:
         rec.decision = "pending_approval"
     else:
         rec.decision = "allowed"
+
+
+async def _consent_of_record(rt: Runtime, call: Call) -> dict[str, bool]:
+    """Step 5: the consent service's answer for this customer (cached), or 503."""
+    assert rt.consent is not None and call.gov is not None
+    call.rec.consent_basis = "consent_service"
+    if call.gov.customer_id is None:
+        raise ConsentUnavailable(
+            "A consent service of record is configured: send X-Casegate-Customer-Id so the "
+            "customer's consent can be looked up",
+            param="X-Casegate-Customer-Id",
+        )
+    return await rt.consent.consent_for(call.gov.customer_id)
 
 
 async def _load_vault(rt: Runtime, case_key: str) -> tuple[Vault, int | None]:
@@ -364,6 +401,79 @@ async def _prepare(rt: Runtime, call: Call) -> tuple[dict[str, Any], list[str]]:
         vault=vault if uc.restore_in_response else None,
     )
     return body, tools
+
+
+async def _reserve_budget(rt: Runtime, call: Call, upstream: dict[str, Any]) -> None:
+    """Unbounded consumption: reserve the call's upper-bound cost against every cap."""
+    if rt.limiter is None:
+        return
+    assert call.uc is not None
+    call.held = await rt.limiter.reserve(
+        client=call.rec.client,
+        use_case=call.uc.name,
+        route=call.uc.route,
+        messages=upstream["messages"],
+        max_tokens=upstream.get("max_tokens") or upstream.get("max_completion_tokens"),
+    )
+    call.rec.checks.append({"check": "budget", "on": "request", "ok": True})
+
+
+async def _settle_budget(rt: Runtime, call: Call) -> None:
+    if rt.limiter is None or call.held is None:
+        return
+    held, call.held = call.held, None
+    try:
+        await rt.limiter.settle(held, usage=call.rec.usage, model=call.rec.model_deployment)
+    except GatewayError:
+        log.warning("budget counters could not be settled for %s", call.rec.lineage_id)
+
+
+# -- step 10: drafts ---------------------------------------------------------------
+
+
+def _plan_draft(call: Call) -> None:
+    """A call whose applied class is ``draft`` gets its draft id and expiry up front,
+    so a stream's final chunk can name them before the draft is stored."""
+    d = call.decision
+    if d is None or d.action_class_applied != "draft" or not d.approval_required:
+        return
+    assert d.draft_expires_after_s is not None
+    call.draft = DraftService.plan(d.draft_expires_after_s)
+
+
+def _draft_applies(call: Call) -> bool:
+    # a tool-call downgrade makes a recommendation for a human, never a stored draft
+    return call.draft is not None and not (call.guard is not None and call.guard.downgraded)
+
+
+async def _store_draft(rt: Runtime, call: Call, text: str) -> None:
+    """Step 10: store the draft (texts encrypted) before the response's last byte."""
+    rec = call.rec
+    if not _draft_applies(call) or call.gov is None or call.gov.dry_run:
+        rec.approval = None
+        return
+    assert call.draft is not None and call.chat is not None and rec.use_case is not None
+    await rt.drafts.store_draft(
+        call.draft,
+        DraftContent(
+            client=rec.client,
+            lineage_id=rec.lineage_id,
+            case_id=rec.case_id,
+            use_case=rec.use_case,
+            model=rec.model_served,
+            redactions=dict(rec.redactions),
+            text=text,
+            turns=customer_turns(call.chat.messages),
+        ),
+    )
+    rec.approval = call.draft.approval()
+
+
+def _reply_text(reply: dict[str, Any]) -> str:
+    choices = reply.get("choices") or []
+    msg = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    content = msg.get("content") if isinstance(msg, dict) else None
+    return content if isinstance(content, str) else ""
 
 
 def _record_tools(call: Call) -> None:
@@ -471,6 +581,13 @@ class _AttemptObserver:
 # -- streaming ----------------------------------------------------------------------
 
 
+def _collect_text(chunk: dict[str, Any], into: list[str]) -> None:
+    for choice in chunk.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if isinstance(content, str):
+            into.append(content)
+
+
 def sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
@@ -492,7 +609,11 @@ async def _stream_body(
 
     def casegate_now() -> dict[str, Any]:
         _record_tools(call)  # the guard may have judged the calls a moment ago
+        # the draft is named in the final chunks and stored before [DONE] (step 10)
+        rec.approval = call.draft.approval() if _draft_applies(call) and call.draft else None
         return call.casegate()
+
+    draft_text: list[str] = []
 
     governor = StreamGovernor(
         call.guard,
@@ -510,6 +631,8 @@ async def _stream_body(
             finally:
                 _record_tools(call)
             for item in out:
+                if call.draft is not None:
+                    _collect_text(item, draft_text)
                 yield sse(item)
             remaining = deadline - time.monotonic()
             try:
@@ -520,7 +643,10 @@ async def _stream_body(
             except TimeoutError:
                 raise AttemptError("timeout", "The stream passed the deadline") from None
         for item in governor.close():
+            if call.draft is not None:
+                _collect_text(item, draft_text)
             yield sse(item)
+        await _store_draft(rt, call, "".join(draft_text))
         rec.end = "completed"
         yield b"data: [DONE]\n\n"
     except GatewayError as exc:
@@ -544,4 +670,5 @@ async def _stream_body(
         yield sse_error(InternalError("The gateway failed while streaming"))
     finally:
         await upstream.aclose()
+        await _settle_budget(rt, call)
         await _finish_lineage(rt, call)

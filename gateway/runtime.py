@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Directory
+from gateway.consent import ConsentClient
+from gateway.drafts import DraftService
 from gateway.keys import KeyMaterial, load_keys
+from gateway.limits import Counters, Limiter, RedisCounters, check_budgets
 from gateway.lineage import LineageWriter
 from gateway.providers.base import Deployment, Provider
 from gateway.providers.breaker import CircuitBreaker
@@ -111,12 +114,20 @@ class Runtime:
     telemetry: Telemetry
     policy: ActivePolicy
     closers: list[Any] = field(default_factory=list)
+    #: rate limits and budgets; None when no cap is configured (no cost per call)
+    limiter: Limiter | None = None
+    #: the consent service of record; None when consent comes with each request
+    consent: ConsentClient | None = None
     #: long-lived tasks (listeners, checkpoint writers); cancelled by stop()
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
     def switches(self) -> tuple[Switch, ...]:
         return ()
+
+    @property
+    def drafts(self) -> DraftService:
+        return DraftService(self.store, self.keys, self.lineage)
 
     @classmethod
     async def start(
@@ -182,6 +193,8 @@ class Runtime:
             policy=active,
             closers=closers,
         )
+        rt.limiter = build_limiter(settings, store, deployments, closers)
+        start_drafts_and_consent(rt, env)
         return rt
 
     async def stop(self) -> None:
@@ -210,14 +223,17 @@ def check_routes(
                 f"{source}: routes: the bundle's use case {name!r} needs route {uc.route!r}, "
                 f"which is not configured (configured: {', '.join(sorted(deployments)) or 'none'})"
             )
-    if settings.consent_service is not None:
-        # Consent of record is not enforced by this version; starting anyway would
-        # silently trust the request's consent instead. Fail closed.
-        raise ConfigError(
-            f"{source}: consent_service: not supported by this version of Casegate yet; "
-            "remove it to use the consent sent with each request"
-        )
+    consent = settings.consent_service
+    if consent is not None and not consent.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: consent_service.url: must be an http(s) URL")
     known = set(loaded.policy.use_cases)
+    check_budgets(
+        settings.budgets,
+        deployments,
+        [c.name for c in settings.clients],
+        sorted(known),
+        source=source,
+    )
     for i, client in enumerate(settings.clients):
         for uc_name in client.use_cases:
             if uc_name not in known:
@@ -225,6 +241,32 @@ def check_routes(
                     f"{source}: clients[{i}].use_cases: {uc_name!r} is not a use case of the "
                     f"bundle (known: {', '.join(sorted(known))})"
                 )
+
+
+def build_limiter(
+    settings: Settings,
+    store: StateStore,
+    deployments: Mapping[str, list[Deployment]],
+    closers: list[Any],
+) -> Limiter | None:
+    if not settings.budgets.any():
+        return None
+    counters: Counters = store
+    if settings.redis:
+        redis_counters = RedisCounters(settings.redis)
+        closers.append(redis_counters.close)
+        counters = redis_counters
+    return Limiter(settings.budgets, counters, deployments)
+
+
+def start_drafts_and_consent(rt: Runtime, env: Mapping[str, str]) -> None:
+    """The draft expiry sweep, and the consent service client when one is configured
+    (its key must be in the environment: startup fails otherwise)."""
+    rt.background.append(asyncio.create_task(rt.drafts.sweep_forever()))
+    if rt.settings.consent_service is not None:
+        rt.consent = ConsentClient.from_settings(rt.settings.consent_service, env, source=rt.source)
+        rt.closers.append(rt.consent.close)
+        rt.consent.start()
 
 
 async def sync_policy(store: StateStore, configured: LoadedBundle, *, source: str) -> ActivePolicy:

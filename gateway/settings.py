@@ -105,6 +105,32 @@ class CircuitConfig(_Closed):
     cooldown_s: float = Field(default=10.0, gt=0)
 
 
+class LimitSpec(_Closed):
+    """Caps for one client key or one use case; each is optional."""
+
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_day: int | None = Field(default=None, gt=0)
+    spend_per_day: float | None = Field(default=None, gt=0)
+
+
+class PriceSpec(_Closed):
+    """Price of a deployment's tokens, in your currency per 1,000 tokens."""
+
+    input_per_1k: float = Field(ge=0)
+    output_per_1k: float = Field(ge=0)
+
+
+class BudgetsConfig(_Closed):
+    prices: dict[str, PriceSpec] = Field(default_factory=dict)
+    clients: dict[str, LimitSpec] = Field(default_factory=dict)
+    use_cases: dict[str, LimitSpec] = Field(default_factory=dict)
+    #: the output-token bound used by the pre-flight estimate when no max_tokens applies
+    default_max_output_tokens: int = Field(default=4096, gt=0)
+
+    def any(self) -> bool:
+        return bool(self.clients or self.use_cases)
+
+
 class ConsentServiceConfig(_Closed):
     url: str
     api_key_env: EnvNames | None = None
@@ -123,6 +149,7 @@ class Settings(_Closed):
     limits: LimitsConfig = LimitsConfig()
     retry: RetryConfig = RetryConfig()
     circuit: CircuitConfig = CircuitConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     consent_service: ConsentServiceConfig | None = None
     #: Where the file was read from (relative paths resolve against its directory).
     base_dir: str = "."

@@ -28,11 +28,15 @@ from gateway.stores.base import (
     VersionConflict,
 )
 from gateway.stores.migrations import MIGRATIONS
+from gateway.stores.sqlite_drafts import SqliteDrafts
+from gateway.stores.sqlite_limits import SqliteCounters
+from gateway.stores.sqlite_lineage import SqliteLineage
+from gateway.stores.sqlite_switches import SqliteSwitches
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore:
+class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage):
     kind = "sqlite"
 
     def __init__(self, path: Path) -> None:

@@ -93,6 +93,14 @@ def run_cli(
     ("mutate", "expected"),
     [
         (lambda c: c.update(unknown_key=1), "unknown_key: unknown key"),
+        (
+            lambda c: c.update(budgets={"clients": {"nobody": {"requests_per_minute": 1}}}),
+            "budgets.clients.nobody: no such client",
+        ),
+        (
+            lambda c: c.update(budgets={"use_cases": {"triage": {"spend_per_day": 5}}}),
+            "budgets.prices: spend caps need a price",
+        ),
         (lambda c: c["limits"].update(deadline_s="soon"), "limits.deadline_s:"),
         (
             lambda c: c["routes"]["support-default"][0].update(via="carrier-pigeon"),
@@ -173,6 +181,6 @@ def test_concurrent_migrations_apply_once(tmp_path: Path, pg_url: str) -> None:
     assert all(p.returncode == 0 for p in procs), outs
     from gateway.stores.migrations import MIGRATIONS
 
-    every = [v for v, _ in MIGRATIONS["postgres"]]
+    every = sorted(v for v, _ in MIGRATIONS["postgres"])
     assert sum(f"applied {every}" in o for o, _ in outs) == 1
     assert sum("up to date" in o for o, _ in outs) == 3
