@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,6 +35,8 @@ from gateway.settings import Settings
 __all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("casegate")
+#: headers are metadata: a client sending more than this is refused with 431
+MAX_HEADER_BYTES = 32 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -56,6 +59,28 @@ class RequestIdMiddleware:
         rid = rid or f"req_{uuid.uuid4().hex}"
         scope["casegate.request_id"] = rid
         raw = rid.encode()
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            body = orjson.dumps(
+                error_body(
+                    f"The request headers are larger than {MAX_HEADER_BYTES} bytes",
+                    "invalid_request_error",
+                    "headers_too_large",
+                    None,
+                )
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 431,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"x-request-id", raw),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -43,6 +43,20 @@ def need_backend(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Secrets never reach the logs: scan every gateway's output once the suite is done."""
+    yield
+    leaks = []
+    for log in tmp_path_factory.getbasetemp().rglob("gateway.log"):
+        text = log.read_text(errors="replace")
+        leaks += [f"{log}: {s[:10]}..." for s in ALL_SECRETS if s in text]
+        for line in text.splitlines():
+            if line.startswith(("CASEGATE_DEMO_CLIENT_KEY=", "CASEGATE_DEMO_OPERATOR_TOKEN=")):
+                leaks.append(f"{log}: demo secret printed")
+    assert not leaks, leaks
+
+
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[UpstreamStub]:
     with UpstreamStub() as stub:
@@ -87,6 +101,10 @@ def b64key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
+#: every secret any test handed to a gateway; the session ends by scanning all logs for them
+ALL_SECRETS: set[str] = set()
+
+
 class Credentials:
     def __init__(self) -> None:
         self.helpdesk = new_key("ck-helpdesk")
@@ -98,6 +116,8 @@ class Credentials:
             "CASEGATE_DATA_KEY": b64key(),
             "CASEGATE_SIGNING_KEY": b64key(),
         }
+        ALL_SECRETS.update([self.helpdesk, self.triage_only, self.oncall, self.upstream])
+        ALL_SECRETS.update(self.keys.values())
 
     def env(self) -> dict[str, str]:
         return {
