@@ -105,6 +105,18 @@ async def list_models(request: Request) -> Response:
     )
 
 
+async def get_draft(request: Request) -> Response:
+    """``GET /v1/drafts/{id}``: the calling client's own draft (another's is 404)."""
+    rt = runtime(request)
+    client = rt.directory.client_for(request.headers.get("authorization"))
+    return JSONBytes(await rt.drafts.for_client(request.path_params["draft_id"], client.name))
+
+
+async def release_keys(request: Request) -> Response:
+    """``GET /.well-known/casegate-release-keys``: the JWKS that verifies release tokens."""
+    return JSONBytes(runtime(request).keys.public_jwks(), headers={"Cache-Control": "max-age=300"})
+
+
 async def not_supported(request: Request) -> Response:
     raise NotFound(
         f"{request.method} {request.url.path} is not supported by Casegate: "
@@ -117,6 +129,8 @@ def client_routes() -> list[Route]:
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/drafts/{draft_id}", get_draft, methods=["GET"]),
+        Route("/.well-known/casegate-release-keys", release_keys, methods=["GET"]),
         Route("/v1/{rest:path}", not_supported, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
 

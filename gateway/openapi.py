@@ -48,6 +48,18 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, type[BaseModel] | None, tuple[
         (400, 401, 403, 404, 413, 422, 429, 502, 503, 504),
     ),
     ("GET", "/v1/models"): ("The route names this key may use", "client", None, (401,)),
+    ("GET", "/v1/drafts/{draft_id}"): (
+        "A draft of this client: status, and once approved its text and release token",
+        "client",
+        None,
+        (401, 404),
+    ),
+    ("GET", "/.well-known/casegate-release-keys"): (
+        "The public keys (JWKS) that verify release tokens offline",
+        "none",
+        None,
+        (),
+    ),
     ("GET", "/v1/{rest}"): ("Any other OpenAI path: 404 not_supported", "none", None, (404,)),
     ("POST", "/v1/{rest}"): ("Any other OpenAI path: 404 not_supported", "none", None, (404,)),
     ("PUT", "/v1/{rest}"): ("Any other OpenAI path: 404 not_supported", "none", None, (404,)),
