@@ -117,6 +117,30 @@ async def release_keys(request: Request) -> Response:
     return JSONBytes(runtime(request).keys.public_jwks(), headers={"Cache-Control": "max-age=300"})
 
 
+async def record_outcome(request: Request) -> Response:
+    """``POST /v1/lineage/{id}/outcome``: one outcome per record, by the calling client."""
+    from pydantic import ValidationError
+
+    from gateway.errors import InvalidRequest
+    from gateway.records import OutcomeBody
+    from gateway.records import record_outcome as record
+
+    rt = runtime(request)
+    client = rt.directory.client_for(request.headers.get("authorization"))
+    raw = await read_body(request, rt.settings.limits.max_body_bytes)
+    try:
+        body = OutcomeBody.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or None
+        msg = f"Invalid outcome: {where or 'body'}: {err['msg']}"
+        raise InvalidRequest(msg, param=where) from None
+    out = await record(
+        rt.store, rt.lineage, client=client.name, lineage_id=request.path_params["id"], body=body
+    )
+    return JSONBytes(out)
+
+
 async def not_supported(request: Request) -> Response:
     raise NotFound(
         f"{request.method} {request.url.path} is not supported by Casegate: "
@@ -131,6 +155,7 @@ def client_routes() -> list[Route]:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/drafts/{draft_id}", get_draft, methods=["GET"]),
         Route("/.well-known/casegate-release-keys", release_keys, methods=["GET"]),
+        Route("/v1/lineage/{id}/outcome", record_outcome, methods=["POST"]),
         Route("/v1/{rest:path}", not_supported, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
 

@@ -19,6 +19,8 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
+import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -122,6 +124,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    # names this replica in switch acknowledgements (every worker inherits it)
+    environ.setdefault("CASEGATE_REPLICA_ID", f"{socket.gethostname()}:{args.port}")
     if settings.embedded:
         print(
             f"Casegate: embedded default (OFFLINE DEMO route 'support-default': no model is "
@@ -129,8 +133,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     print(f"Casegate listening on http://{args.host}:{args.port} ({source})", flush=True)
+    from gateway.metrics import metrics_directory
+
+    metrics_directory(environ)  # one per server: /metrics sums every worker's file in it
     import uvicorn
 
+    from gateway.drain import grace_s
+
+    _exit_zero_on_sigterm()
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,
@@ -142,9 +152,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=environ.get("CASEGATE_LOG_LEVEL", "warning").lower(),
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(environ.get("CASEGATE_GRACE_S", "20")),
+        timeout_graceful_shutdown=grace_s(environ),
     )
     return 0
+
+
+def _exit_zero_on_sigterm() -> None:
+    """SIGTERM ends `casegate serve` with status 0.
+
+    uvicorn handles SIGTERM itself (graceful shutdown, CASEGATE_GRACE_S) and, once
+    done, re-raises it against the handler it found: the default one would kill the
+    process with -15 (143), which orchestrators report as an error. Before uvicorn takes
+    over, a SIGTERM stops the start-up the same way, with status 0.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -209,34 +234,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage_verify(args: argparse.Namespace) -> int:
-    from tracing import verify_chains
+    """Chains, checkpoints and their signatures: gateway/commands/lineage.py."""
+    from gateway.commands.lineage import verify_lineage_command
 
-    if args.export:
-        data = json.loads(Path(args.export).read_text())
-        events = data.get("events", [])
-        checkpoints = data.get("checkpoints", [])
-    else:
-        from gateway.stores import open_store
-
-        settings, _ = _settings_for_local(args)
-
-        async def run() -> list[dict[str, object]]:
-            store = open_store(settings)
-            await store.open()
-            try:
-                return await store.all_events()
-            finally:
-                await store.close()
-
-        events, checkpoints = asyncio.run(run()), []
-    report = verify_chains(events, checkpoints)
-    if report.ok:
-        print(f"OK: {report.events} event(s) in {len(report.heads)} chain(s) verify")
-        return 0
-    broken = report.first_broken
-    assert broken is not None
-    print(f"BROKEN: chain {broken.chain} at seq {broken.seq}: {broken.reason}")
-    return 1
+    return verify_lineage_command(args, _settings_for_local)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config")
     src.add_argument("--export", help="a file from GET /admin/lineage/export")
     verify.set_defaults(func=cmd_lineage_verify)
+    from gateway.commands.lineage import register_lineage
+
+    register_lineage(lineage, verify)  # `lineage show`, and verify's --public-keys
 
     from gateway.commands import register_all
 

@@ -70,6 +70,8 @@ class LineageRecord:
     tool_calls_blocked: list[str] = field(default_factory=list)
     approval: dict[str, Any] | None = None
     kill_switches: list[str] = field(default_factory=list)
+    #: what a policy version in observe mode would have decided (gateway/policy_admin.py)
+    observed: dict[str, Any] | None = None
     refusal: str | None = None
     usage: dict[str, int] | None = None
     provider_ms: int | None = None
@@ -114,6 +116,7 @@ class LineageRecord:
             },
             "approval": self.approval,
             "kill_switches": list(self.kill_switches),
+            "observed": self.observed,
             "refusal": self.refusal,
             "usage": self.usage,
             "timings": {

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.models import ChatRequest
+from gateway.records import OutcomeBody
 
 __all__ = ["OPERATIONS", "openapi_document", "openapi_route"]
 
@@ -60,6 +61,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, type[BaseModel] | None, tuple[
         None,
         (),
     ),
+    ("POST", "/v1/lineage/{id}/outcome"): (
+        "Record the outcome of a call (one per record; only the client that made it)",
+        "client",
+        OutcomeBody,
+        (400, 401, 404, 409),
+    ),
     ("GET", "/v1/{rest}"): ("Any other OpenAI path: 404 not_supported", "none", None, (404,)),
     ("POST", "/v1/{rest}"): ("Any other OpenAI path: 404 not_supported", "none", None, (404,)),
     ("PUT", "/v1/{rest}"): ("Any other OpenAI path: 404 not_supported", "none", None, (404,)),
@@ -73,19 +80,24 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, type[BaseModel] | None, tuple[
 
 def openapi_document() -> dict[str, Any]:
     from gateway.admin import ADMIN_OPERATIONS
+    from gateway.console import CONSOLE_OPERATIONS
 
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": _ERROR}
     for (method, path), (summary, auth, model, errors) in {
         **OPERATIONS,
         **ADMIN_OPERATIONS,
+        **CONSOLE_OPERATIONS,
     }.items():
         op: dict[str, Any] = {
             "summary": summary,
             "operationId": method.lower() + "_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_"),
             "responses": {"200": {"description": "OK"}},
         }
-        if auth != "none":
+        if auth == "session":  # the console: an HTML page behind its session cookie
+            op["security"] = [{"console_session": []}]
+            op["x-casegate-auth"] = auth
+        elif auth != "none":
             op["security"] = [{"bearer": []}]
             op["x-casegate-auth"] = auth
         if model is not None:
@@ -119,7 +131,10 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "console_session": {"type": "apiKey", "in": "cookie", "name": "casegate_console"},
+            },
         },
     }
 

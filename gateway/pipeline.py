@@ -25,6 +25,7 @@ import orjson
 from gateway.auth import Client
 from gateway.consent import ConsentUnavailable
 from gateway.drafts import DraftContent, DraftService, PendingDraft, customer_turns
+from gateway.drain import current as current_drain
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -37,13 +38,17 @@ from gateway.errors import (
 )
 from gateway.limits import Reservation
 from gateway.lineage import LineageRecord, new_lineage_id
+from gateway.metrics import observe_attempt, observe_overhead
+from gateway.metrics import observe_call as count_call
 from gateway.models import ChatRequest, Governance, parse_chat_request, read_governance
+from gateway.policy_admin import observe_call
 from gateway.providers.base import AttemptError, Deployment
 from gateway.runtime import ActivePolicy, Runtime
 from gateway.stages.payload import scrub_payload, validate_messages
 from gateway.stages.respond import StreamGovernor, ToolGuard, govern_reply
 from gateway.stages.upstream import build_upstream
 from gateway.stores import StateUnavailable
+from gateway.switchboard import watch_stream
 from policies import CompiledUseCase, Decision, FactsError, decide, facts_from_customer
 from redaction import RedactionError, Vault, minimise, strip_invisible
 from tracing import ServerSpan
@@ -78,6 +83,9 @@ class Call:
     guard: ToolGuard | None = None
     draft: PendingDraft | None = None  # step 10: the draft this call will store
     held: Reservation | None = None  # budget reserved for this call
+    observed: ActivePolicy | None = None  # a policy version in observe mode (never applied)
+    provider_s: float | None = None  # time spent in the provider (metrics: overhead)
+    attempt_obs: Any = None  # a stream's successful attempt: its metrics end with the stream
 
     def casegate(self) -> dict[str, Any]:
         rec = self.rec
@@ -106,7 +114,11 @@ def _headers(call: Call, request_id: str) -> dict[str, str]:
 
 async def _finish_lineage(rt: Runtime, call: Call) -> None:
     """Write the end event; shielded so a cancelled request still records it."""
+    _observe_end(rt, call)
+    if call.observed is not None:
+        observe_call(call.observed, call.rec, call.chat, call.gov, rt.switches())
     task = asyncio.ensure_future(rt.lineage.finish(call.rec))
+    current_drain().track(task)  # a shutting-down worker waits for it before closing
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -131,7 +143,7 @@ async def run_chat(
         policy=policy.lineage(),
         trace_id=span.trace_id_hex,
     )
-    call = Call(rec=rec, policy=policy)
+    call = Call(rec=rec, policy=policy, observed=rt.observed)
     span.set(attr.CASEGATE_LINEAGE_ID, rec.lineage_id)
     streaming_handed_off = False
     try:
@@ -148,34 +160,38 @@ async def run_chat(
             return ChatResult(200, _headers(call, request_id), body={"casegate": body})
         await _reserve_budget(rt, call, upstream)
         deadline = time.monotonic() + rt.settings.limits.deadline_s
-        observer = _observer(rt, span)
+        observer = _observer(rt, span, call)
         if call.chat.stream:
-            served = await rt.router.open_stream(
-                call.uc.route,
-                upstream,
-                deadline=deadline,
-                first_chunk_timeout_s=rt.settings.limits.first_chunk_timeout_s,
-                removed_models=call.decision.removed_models if call.decision else frozenset(),
-                observer=observer,
-            )
+            async with current_drain().bounded():  # SIGTERM: ends by the grace (503)
+                served = await rt.router.open_stream(
+                    call.uc.route,
+                    upstream,
+                    deadline=deadline,
+                    first_chunk_timeout_s=rt.settings.limits.first_chunk_timeout_s,
+                    removed_models=call.decision.removed_models if call.decision else frozenset(),
+                    observer=observer,
+                )
             rec.attempts = served.attempts
             rec.model_served = served.deployment.served_model
             rec.model_deployment = served.deployment.model
             rec.ttfc_ms = int(served.ttfc_s * 1000)
+            _observe_overhead(rt, call, served.ttfc_s)
             stream = _stream_body(
                 rt, call, served.stream, served.first, served.deployment, deadline
             )
             streaming_handed_off = True
             return ChatResult(200, _headers(call, request_id), stream=stream)
-        served_reply = await rt.router.complete(
-            call.uc.route,
-            upstream,
-            deadline=deadline,
-            removed_models=call.decision.removed_models if call.decision else frozenset(),
-            observer=observer,
-        )
+        async with current_drain().bounded():  # SIGTERM: ends by the grace (503)
+            served_reply = await rt.router.complete(
+                call.uc.route,
+                upstream,
+                deadline=deadline,
+                removed_models=call.decision.removed_models if call.decision else frozenset(),
+                observer=observer,
+            )
         rec.attempts = served_reply.attempts
         rec.provider_ms = int(served_reply.provider_s * 1000)
+        call.provider_s = served_reply.provider_s
         reply = served_reply.reply
         reply["model"] = served_reply.deployment.served_model
         rec.model_served = served_reply.deployment.served_model
@@ -208,9 +224,10 @@ async def run_chat(
             InternalError("The gateway failed to handle this call"), call, request_id
         ) from None
     finally:
+        span.set_many(_span_attrs(call))  # a stream's: as known before its first byte
+        _span_events(span, call)
         if not streaming_handed_off:
             await _settle_budget(rt, call)
-            span.set_many(_span_attrs(call))
             await _finish_lineage(rt, call)
 
 
@@ -302,6 +319,8 @@ async def _decide(rt: Runtime, call: Call) -> None:
         r = decision.refusal
         if r.code == "ineligible":
             rec.refusal = r.code
+        if r.code == "kill_switch_engaged":  # 503, never retried (x-should-retry: false)
+            raise Unavailable(r.message, code=r.code, param=r.param)
         raise GatewayError(r.message, code=r.code, param=r.param, status=r.status)
     if decision.degraded:
         rec.decision = "degraded"
@@ -492,6 +511,10 @@ def _record_tools(call: Call) -> None:
 
 def _record_error(call: Call, exc: GatewayError) -> None:
     rec = call.rec
+    if exc.code == "shutting_down":  # the replica stopped mid-call: not a refusal
+        rec.end, rec.refusal = "failed", exc.code
+        rec.decision = rec.decision or "refused"
+        return
     if isinstance(exc, UpstreamError):
         rec.attempts = rec.attempts or exc.attempts
         rec.end = "failed"
@@ -522,60 +545,161 @@ def _usage(usage: Any) -> dict[str, int] | None:
 
 
 def _span_attrs(call: Call) -> dict[str, Any]:
+    """The SERVER span's ``casegate.*`` attributes: codes, names and counts only."""
     rec = call.rec
     out: dict[str, Any] = {
         attr.CASEGATE_DECISION: rec.decision or "refused",
-        attr.CASEGATE_USE_CASE: rec.use_case,
+        attr.CASEGATE_USE_CASE: rec.use_case if call.uc is not None else None,
         attr.CASEGATE_ROUTE: rec.route,
         attr.CASEGATE_ACTION_CLASS_REQUESTED: rec.action_class_requested,
         attr.CASEGATE_ACTION_CLASS_APPLIED: rec.action_class_applied,
+        attr.CASEGATE_FIELDS_USED_COUNT: len(rec.fields_used),
+        attr.CASEGATE_FIELDS_STRIPPED_COUNT: len(rec.fields_stripped),
+        attr.CASEGATE_TOOL_CALLS_BLOCKED: len(rec.tool_calls_blocked),
+        attr.CASEGATE_DRY_RUN: rec.dry_run,
     }
     if rec.policy:
         out[attr.CASEGATE_POLICY_VERSION] = rec.policy["version"]
+        out[attr.CASEGATE_POLICY_SHA256] = rec.policy["sha256"]
+        out[attr.CASEGATE_POLICY_MODE] = rec.policy["mode"]
     if rec.refusal:
         out[attr.CASEGATE_REFUSAL_CODE] = rec.refusal
+    if rec.customer_ref:
+        out[attr.CASEGATE_CUSTOMER_REF] = rec.customer_ref["hash"]  # keyed hash only
+    if rec.kill_switches:
+        out[attr.CASEGATE_KILL_SWITCHES] = list(rec.kill_switches)
+    for entity, count in rec.redactions.items():
+        out[attr.redaction_count(entity)] = count
     return out
 
 
-def _observer(rt: Runtime, span: ServerSpan) -> Any:
-    telemetry = rt.telemetry
+def _span_events(span: ServerSpan, call: Call) -> None:
+    """Guardrail outcomes as SERVER span events (codes and counts, never content)."""
+    rec = call.rec
+    for check in rec.checks:
+        on = check.get("on")
+        parts = [on] if isinstance(on, str) else [str(p) for p in on or ()]
+        if check.get("check") == "redaction":
+            span.event(
+                attr.EVENT_REDACTION,
+                {
+                    "casegate.check.on": parts,
+                    "casegate.redactions.total": sum(rec.redactions.values()),
+                },
+            )
+        elif check.get("check") == "eligibility":
+            span.event(
+                attr.EVENT_POLICY_DECISION,
+                {
+                    "casegate.check.ok": bool(check.get("ok")),
+                    "casegate.decision": rec.decision or "refused",
+                },
+            )
+    for scope in rec.kill_switches:
+        span.event(attr.EVENT_KILL_SWITCH, {"casegate.kill_switch.scope": scope})
+    if rec.tool_calls_blocked:
+        span.event(
+            attr.EVENT_TOOL_CALL_BLOCKED, {"casegate.tool_calls.count": len(rec.tool_calls_blocked)}
+        )
+    if rec.refusal:
+        span.event(attr.EVENT_REFUSAL, {attr.CASEGATE_REFUSAL_CODE: rec.refusal})
 
+
+def _observe_end(rt: Runtime, call: Call) -> None:
+    """Metrics of a finished call (counters; non-stream overhead; a stream's operation)."""
+    rec = call.rec
+    count_call(rt.metrics, rt.telemetry, rec, known_use_case=call.uc is not None)
+    if call.provider_s is not None and not rec.stream:
+        _observe_overhead(rt, call, call.provider_s)
+    if call.attempt_obs is not None:
+        error = None if rec.end == "completed" else (rec.refusal or "error")
+        call.attempt_obs.stream_ended(rec.usage, error)
+
+
+def _observe_overhead(rt: Runtime, call: Call, provider_s: float) -> None:
+    seconds = time.monotonic() - call.rec.started_mono - provider_s
+    use_case = call.rec.use_case if (call.uc is not None and call.rec.use_case) else "(unknown)"
+    observe_overhead(rt.metrics, rt.telemetry, seconds, use_case=use_case, stream=call.rec.stream)
+
+
+def _observer(rt: Runtime, span: ServerSpan, call: Call) -> Any:
     def observe(dep: Deployment, attempt: int) -> Any:
-        return _AttemptObserver(telemetry, span, dep, attempt)
+        return _AttemptObserver(rt, span, dep, attempt, call)
 
     return observe
 
 
 class _AttemptObserver:
-    def __init__(self, telemetry: Any, span: ServerSpan, dep: Deployment, attempt: int) -> None:
-        self.span = telemetry.attempt_span(
+    """One provider attempt: its CLIENT span and its GenAI metrics. A stream's attempt
+    ends its span at the first chunk (``ttfc``); its operation metrics at the end."""
+
+    def __init__(
+        self, rt: Runtime, span: ServerSpan, dep: Deployment, attempt: int, call: Call
+    ) -> None:
+        self.rt, self.dep, self.call = rt, dep, call
+        self.stream = bool(call.rec.stream)
+        self.started = time.monotonic()
+        self.ttfc_s: float | None = None
+        self.response_model: str | None = None
+        self.span = rt.telemetry.attempt_span(
             span,
             request_model=dep.wire_model,
             provider=dep.provider,
             server_address=dep.server_address,
             server_port=dep.server_port,
-            stream=False,
+            stream=self.stream,
             attempt=attempt,
             deployment=dep.model,
+        )
+
+    def _metrics(
+        self, error: str | None, input_tokens: Any = None, output_tokens: Any = None
+    ) -> None:
+        observe_attempt(
+            self.rt.metrics,
+            self.rt.telemetry,
+            duration_s=time.monotonic() - self.started,
+            provider=self.dep.provider,
+            request_model=self.dep.wire_model,
+            response_model=self.response_model,
+            error_type=error,
+            input_tokens=input_tokens if isinstance(input_tokens, int) else None,
+            output_tokens=output_tokens if isinstance(output_tokens, int) else None,
+            ttfc_s=self.ttfc_s,
+            server_address=self.dep.server_address,
+            server_port=self.dep.server_port,
         )
 
     def succeeded(self, reply: dict[str, Any] | None) -> None:
         usage = reply.get("usage") if isinstance(reply, dict) else None
         usage = usage if isinstance(usage, dict) else {}
-        reasons = [
-            c.get("finish_reason")
+        model = (reply or {}).get("model")
+        self.response_model = model if isinstance(model, str) else None
+        reasons: list[str] = [
+            c["finish_reason"]
             for c in (reply or {}).get("choices") or []
             if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
         ]
+        if self.stream:
+            self.ttfc_s = time.monotonic() - self.started
+            self.call.attempt_obs = self  # its operation ends with the stream
         self.span.finish(
-            response_model=(reply or {}).get("model"),
+            response_model=self.response_model,
             input_tokens=usage.get("prompt_tokens"),
             output_tokens=usage.get("completion_tokens"),
             finish_reasons=reasons,
+            ttfc_s=self.ttfc_s,
         )
+        if not self.stream:
+            self._metrics(None, usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
     def failed(self, error: AttemptError) -> None:
         self.span.fail(error.error_type)
+        self._metrics(error.error_type)
+
+    def stream_ended(self, usage: dict[str, int] | None, error: str | None) -> None:
+        usage = usage or {}
+        self._metrics(error, usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
 # -- streaming ----------------------------------------------------------------------
@@ -621,9 +745,16 @@ async def _stream_body(
         casegate_now,
         restore_text=call.uc.restore_in_response,
     )
+    assert call.policy is not None and call.decision is not None and call.chat is not None
+    assert call.gov is not None
+    cut = watch_stream(
+        rt, rec, call.policy, call.decision, call.chat, call.gov, dep.model, call.guard
+    )
+    drain = current_drain()
     try:
         chunk: dict[str, Any] | None = first
         while chunk is not None:
+            cut.check()  # a switch now covers this stream: end it (kill_switch_engaged)
             if chunk.get("usage"):
                 rec.usage = _usage(chunk["usage"])
             try:
@@ -636,11 +767,14 @@ async def _stream_body(
                 yield sse(item)
             remaining = deadline - time.monotonic()
             try:
-                async with asyncio.timeout(max(0.0, remaining)):
-                    chunk = await upstream.__anext__()
+                async with asyncio.timeout(max(0.0, remaining)) as timer:
+                    with cut.armed(timer), drain.watching(timer):  # a switch, or SIGTERM's
+                        chunk = await upstream.__anext__()  # grace ending, fires it at once
             except StopAsyncIteration:
                 chunk = None
             except TimeoutError:
+                cut.check()
+                drain.check()  # the grace is over: the error frame says shutting_down
                 raise AttemptError("timeout", "The stream passed the deadline") from None
         for item in governor.close():
             if call.draft is not None:
@@ -669,6 +803,7 @@ async def _stream_body(
         rec.refusal = "internal_error"
         yield sse_error(InternalError("The gateway failed while streaming"))
     finally:
+        cut.close()
         await upstream.aclose()
         await _settle_budget(rt, call)
         await _finish_lineage(rt, call)

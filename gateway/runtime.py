@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Directory
 from gateway.consent import ConsentClient
@@ -30,9 +30,12 @@ from gateway.drafts import DraftService
 from gateway.keys import KeyMaterial, load_keys
 from gateway.limits import Counters, Limiter, RedisCounters, check_budgets
 from gateway.lineage import LineageWriter
+from gateway.metrics import Metrics, start_metrics
+from gateway.policy_admin import fold_activations
 from gateway.providers.base import Deployment, Provider
 from gateway.providers.breaker import CircuitBreaker
 from gateway.providers.router import Router
+from gateway.recovery import start_lineage_service
 from gateway.settings import ConfigError, Settings
 from gateway.stores import Activation, StateStore, StoredBundle, open_store
 from policies import (
@@ -46,9 +49,13 @@ from policies import (
 from redaction import ENTITIES, Redactor
 from tracing import Telemetry, configure_telemetry
 
+if TYPE_CHECKING:
+    from gateway.switchboard import Switchboard
+
 __all__ = ["ActivePolicy", "Runtime", "build_deployments"]
 
 log = logging.getLogger("casegate")
+_UNREAD = (Switch("action_class:automation", "halt"),)
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,16 @@ class Runtime:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
+    #: kill switches and policy fan-out (gateway/switchboard.py), set by start()
+    switchboard: Switchboard | None = None
+    #: a policy version in observe mode: decided beside ``policy``, recorded, never applied
+    observed: ActivePolicy | None = None
+    #: this worker's Prometheus counters (gateway/metrics.py), summed over workers
+    metrics: Metrics = field(default_factory=lambda: Metrics(None))
+
     def switches(self) -> tuple[Switch, ...]:
-        return ()
+        # no switchboard yet: refuse automation, as a worker that never read the state
+        return self.switchboard.current() if self.switchboard is not None else _UNREAD
 
     @property
     def drafts(self) -> DraftService:
@@ -195,6 +210,11 @@ class Runtime:
         )
         rt.limiter = build_limiter(settings, store, deployments, closers)
         start_drafts_and_consent(rt, env)
+        from gateway.switchboard import start_switchboard
+
+        await start_switchboard(rt, env)
+        await start_lineage_service(rt, env)  # heartbeat, recovery, checkpoints, retention
+        start_metrics(rt, env)
         return rt
 
     async def stop(self) -> None:
@@ -280,7 +300,7 @@ async def sync_policy(store: StateStore, configured: LoadedBundle, *, source: st
             Activation(configured.version, "enforce", now, "config", "first start")
         )
         history = await store.activations()
-    current = history[-1]
+    current = fold_activations(history)[0] or history[-1]  # observe runs beside it
     if current.version == configured.version:
         return compile_policy(configured, current.mode, source=source)
     stored = await store.get_bundle(current.version)
