@@ -123,8 +123,8 @@ def run_cli(
             "keys: required with PostgreSQL",
         ),
         (
-            lambda c: c.update(consent_service={"url": "http://127.0.0.1:9/consent"}),
-            "consent_service: not supported",
+            lambda c: c.update(consent_service={"url": "ftp://127.0.0.1:9/consent"}),
+            "consent_service.url: must be an http(s) URL",
         ),
     ],
 )
