@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admin import admin_routes
 from gateway.api import JSONBytes, client_routes, gateway_error_response
+from gateway.console import console_routes
 from gateway.errors import GatewayError, NotFound, error_body, error_type_for
 from gateway.health import health_routes
 from gateway.openapi import openapi_route
@@ -140,6 +141,7 @@ def create_app(
     routes: list[Route] = [
         *client_routes(),
         *admin_routes(),
+        *console_routes(),
         *health_routes(),
         openapi_route(),
     ]

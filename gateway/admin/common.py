@@ -26,7 +26,7 @@ from gateway.auth import Operator
 from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.runtime import Runtime
 
-__all__ = ["Operation", "parse_body", "require", "runtime"]
+__all__ = ["SESSION_OPERATOR", "Operation", "parse_body", "require", "runtime"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,9 +39,17 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
+#: Scope key of an operator already authenticated in-process (a console session, see
+#: gateway/console/dispatch.py). Only in-process dispatch sets it: a scope is built by the
+#: server for each request, so no client can.
+SESSION_OPERATOR = "casegate.session_operator"
+
+
 def require(request: Request, role: str | None) -> Operator:
     """The calling operator; ``role=None`` means any operator role."""
-    op = runtime(request).directory.operator_for(request.headers.get("authorization"))
+    op = request.scope.get(SESSION_OPERATOR)
+    if not isinstance(op, Operator):
+        op = runtime(request).directory.operator_for(request.headers.get("authorization"))
     request.scope["casegate.operator"] = op.name
     if role is not None and not op.has(role):
         raise PermissionDenied(

@@ -8,13 +8,20 @@ from starlette.routing import Route
 
 from gateway.admin import admin_routes
 from gateway.api import client_routes
+from gateway.console import console_routes
 from gateway.health import health_routes
 from gateway.models import ChatRequest
 from gateway.openapi import openapi_document, openapi_route
 
 
 def mounted() -> set[tuple[str, str]]:
-    routes: list[Route] = [*client_routes(), *admin_routes(), *health_routes(), openapi_route()]
+    routes: list[Route] = [
+        *client_routes(),
+        *admin_routes(),
+        *console_routes(),
+        *health_routes(),
+        openapi_route(),
+    ]
     out = set()
     for route in routes:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
