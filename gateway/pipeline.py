@@ -733,9 +733,12 @@ async def _stream_body(
 
     def casegate_now() -> dict[str, Any]:
         _record_tools(call)  # the guard may have judged the calls a moment ago
-        # the draft is named in the final chunks and stored before [DONE] (step 10)
-        rec.approval = call.draft.approval() if _draft_applies(call) and call.draft else None
-        return call.casegate()
+        out = call.casegate()
+        if call.draft is not None and _draft_applies(call):
+            # named in the final chunks, stored before [DONE] (step 10); the lineage
+            # record names it only once it is stored
+            out["approval"] = call.draft.approval()
+        return out
 
     draft_text: list[str] = []
 
