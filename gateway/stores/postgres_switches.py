@@ -38,9 +38,7 @@ class PostgresSwitches:
                 " ON CONFLICT DO NOTHING",
                 (secrets.randbits(62) + 1,),
             )
-            cur = await conn.execute(
-                "SELECT value FROM control_state WHERE name = 'installation'"
-            )
+            cur = await conn.execute("SELECT value FROM control_state WHERE name = 'installation'")
             row = await cur.fetchone()
         assert row is not None
         return f"{int(row[0]):x}"
