@@ -18,6 +18,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,33 @@ def test_queue_pages_with_a_cursor(
     assert len(seen) == len(set(seen)) >= 3
     resp = admin(gateway, "GET", "/admin/drafts", params={"cursor": "%%%"})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "cursor"
+
+
+def test_concurrent_decisions_have_exactly_one_winner(
+    gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
+) -> None:
+    upstream.script(Reply.text("Race me."))
+    cg = draft_call(gateway, module_creds, case_id="CASE-R")
+    draft_id = cg["approval"]["id"]
+
+    def decide(i: int) -> httpx.Response:
+        if i % 2:
+            return admin(gateway, "POST", f"/admin/drafts/{draft_id}/reject", json={"reason": "r"})
+        body = {"edited_text": f"Text {i}"}
+        return admin(gateway, "POST", f"/admin/drafts/{draft_id}/approve", json=body)
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(decide, range(6)))
+    assert sorted(r.status_code for r in results) == [200, 409, 409, 409, 409, 409]
+    for r in results:
+        if r.status_code == 409:
+            assert r.json()["error"]["code"] == "draft_already_decided"
+    (event,) = events(gateway, cg["lineage_id"], "approval.decided")
+    (winner,) = [r.json() for r in results if r.status_code == 200]
+    assert event["data"]["decision"] == winner["status"]
+    view = client_view(gateway, module_creds.helpdesk, draft_id).json()
+    assert view["status"] == winner["status"]
+    assert view.get("release_token") == winner.get("release_token")
 
 
 # -- store level: erasure ---------------------------------------------------------------
