@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.admin import admin_routes
 from gateway.api import JSONBytes, client_routes, gateway_error_response
 from gateway.console import console_routes
+from gateway.drain import current as current_drain
+from gateway.drain import grace_s
 from gateway.errors import GatewayError, NotFound, error_body, error_type_for
 from gateway.health import health_routes
 from gateway.openapi import openapi_route
@@ -133,9 +135,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = await Runtime.start(settings, environ, source=source)
         app.state.runtime = rt
+        drain = current_drain()
+        undo_drain = drain.install(grace_s(os.environ if environ is None else environ))
         try:
             yield
         finally:
+            undo_drain()
+            await drain.settle()  # end events of calls cut at the grace, before the store closes
             await rt.stop()
 
     routes: list[Route] = [
