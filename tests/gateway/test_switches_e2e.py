@@ -178,7 +178,7 @@ class StreamReader:
 
     def error(self) -> dict[str, Any]:
         i = self.frames.index("event: error")
-        data: dict[str, Any] = json.loads(self.frames[i + 1].removeprefix("data: "))
+        data: dict[str, dict[str, Any]] = json.loads(self.frames[i + 1].removeprefix("data: "))
         return data["error"]
 
 
@@ -293,9 +293,10 @@ def test_two_workers_on_sqlite_engage_release_restart_and_stream_cut(
 
 def test_scopes_modes_and_validation(sqlite_gw: GatewayProcess, creds: Credentials) -> None:
     gw, oncall = sqlite_gw, creds.oncall
-    post = lambda body: httpx.post(  # noqa: E731
-        gw.url + "/admin/kill-switches", json=body, headers=op(oncall), timeout=5
-    )
+
+    def post(body: dict[str, str]) -> httpx.Response:
+        return httpx.post(gw.url + "/admin/kill-switches", json=body, headers=op(oncall))
+
     # a scope that names nothing is 400 listing the valid ones
     resp = post({"scope": "use_case:triag", "mode": "halt", "reason": "typo"})
     assert resp.status_code == 400
