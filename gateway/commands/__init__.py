@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.commands import drafts, lineage, policies, switches
+from gateway.commands import demo, drafts, lineage, policies, switches
 
 __all__ = ["register_all"]
 
 
 def register_all(sub: Any) -> None:
-    for module in (policies, switches, drafts, lineage):
+    for module in (policies, switches, drafts, lineage, demo):
         module.register(sub)
 
 

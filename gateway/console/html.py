@@ -96,6 +96,7 @@ def page(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} · Casegate console</title>"
+        '<link rel="icon" href="data:,">'
         '<link rel="stylesheet" href="/console/static/console.css">'
         f"{script_tags}</head>"
         f'<body data-page="{esc(active)}"><header class="bar">'

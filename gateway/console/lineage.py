@@ -53,8 +53,14 @@ def _get(record: dict[str, Any], *path: str) -> Any:
 def _approval(value: Any) -> str:
     if not isinstance(value, dict):
         return '<span class="none">—</span>'
-    parts = [f"{esc(k)}: {esc(v)}" for k, v in value.items() if not isinstance(v, (dict, list))]
-    return ", ".join(parts)
+    out = f'<span class="badge {esc(value.get("status"))}">{esc(value.get("status"))}</span>'
+    if value.get("by"):
+        out += f" by {esc(value.get('by'))}"
+    if value.get("edited"):
+        out += f", edited (edit distance {esc(value.get('edit_distance'))})"
+    if value.get("reason"):
+        out += f", reason <q>{esc(value.get('reason'))}</q>"
+    return out + f" <small><code>{esc(value.get('id') or value.get('draft_id'))}</code></small>"
 
 
 def _events(record: dict[str, Any]) -> str:
