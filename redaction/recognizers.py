@@ -116,7 +116,7 @@ _SSN_WORDS = re.compile(r"(?i:ssn|social security|soc\.? ?sec|taxpayer|\btin\b)"
 
 def _spoken_of(text: str, start: int) -> bool:
     """A phone word shortly before, and not a "#123" reference."""
-    return not text.startswith("#", start - 1) and _context(text, start, _PHONE_WORDS)
+    return (start == 0 or text[start - 1] != "#") and _context(text, start, _PHONE_WORDS)
 
 
 def _window(run: Run, i: int, j: int) -> tuple[int, int] | None:
@@ -352,12 +352,14 @@ class Ipv6Recognizer:
     min_digits = 0
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        if "::" not in text and text.count(":") < 7:
+        if "::" not in text and text.count(":") < 6:  # 1:2:3:4:5:6:1.2.3.4 has six
             return
         n = len(text)
         colon = text.find(":")
         while colon != -1:
-            if (colon + 1 == n or text[colon + 1] not in _HEX_COLON) and text[colon - 1] != ":":
+            if (colon + 1 == n or text[colon + 1] not in _HEX_COLON) and (
+                colon == 0 or text[colon - 1] != ":"
+            ):
                 colon = text.find(":", colon + 1)  # "Re: ..." and other prose colons
                 continue
             start = colon

@@ -15,7 +15,10 @@ characters are dropped. Placeholder-shaped text ("<EMAIL_3>") is never detected.
 
 The result is a fixed point: if replacing changed the text, it is scanned again (a
 placeholder is a new neighbour for the text around it), so redacting twice equals
-redacting once. Any failure inside a detector is raised as `RedactionError`.
+redacting once. The confirming scans of the built-in recognizers read only the
+stretches of text around the new placeholders (`_windows` says why that is enough);
+with extra recognizers, whose reach is unknown, every scan reads the whole text. Any
+failure inside a detector is raised as `RedactionError`.
 """
 
 from __future__ import annotations
@@ -37,12 +40,25 @@ ENTITIES: frozenset[str] = frozenset(ENTITIES_ORDER)
 
 # Digits no more than 12 characters apart form one cluster; a region is a cluster with
 # 48 characters of context on each side (the widest keyword window a recognizer reads),
-# widened to whitespace so no token is cut.
-_CLUSTER = re.compile(r"[0-9](?:[^0-9\n]{0,12}[0-9])*")
+# widened to whitespace so no token is cut. Clusters are found on a digit mask of the
+# text (digits "0", newlines kept, everything else " "): one `bytes.translate` and a
+# pattern that starts with a literal, instead of a character class tried at every offset.
+_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
+_CLUSTER = re.compile(rb"0(?: {0,12}0)*")
 _MARGIN = 48
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_SPACE = re.compile(r"\s")  # what `str.isspace` calls whitespace
 _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
+_MASK_CHUNK = 1024
 _MAX_ROUNDS = 8
+
+# A confirming scan reads whole stretches of text between cuts: after a newline, and
+# after ". " followed by an ASCII letter (a sentence break no built-in pattern, digit
+# run or keyword window crosses). It starts `_LOOKBACK` characters before its first cut
+# (the IPv4 version check reads 20 characters back, across a newline) and covers the
+# `_REACH` characters after a placeholder (whose spans that check can see it from).
+_LOOKBACK = 24
+_REACH = 24
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True)
@@ -86,18 +102,25 @@ class Redactor:
         self._digit_based = tuple(digit_based)
         self._anywhere = tuple(anywhere)
         self._fewest_digits = min((m for _, _, m in digit_based), default=0)
+        self._local = not extra  # the built-in recognizers' reach is known: see `_windows`
 
     def redact(self, text: str, vault: Vault) -> Redacted:
         """Replace every detected value by its placeholder in `vault`."""
         counts: dict[str, int] = {}
-        current = text
         try:
-            for _ in range(_MAX_ROUNDS):
+            view = normalise(text)
+            found = self._detect(view)
+            if not found:  # an unchanged view means there was nothing invisible to strip
+                return Redacted(text if view.is_identity else strip_invisible(text), counts)
+            for _ in range(_MAX_ROUNDS - 1):
+                current, placed = self._replace(view, found, vault, counts)
                 view = normalise(current)
-                found = self._detect(view)
-                if not found:
-                    return Redacted(strip_invisible(current), counts)
-                current = self._replace(view, found, vault, counts)
+                if self._local and view.is_identity:
+                    found = self._detect_near(current, placed)
+                else:
+                    found = self._detect(view)
+                if not found:  # `_replace` already dropped the invisible characters
+                    return Redacted(current, counts)
         except RedactionError:
             raise
         except Exception as exc:  # any detector bug fails the call closed
@@ -135,19 +158,42 @@ class Redactor:
             found = [f for f in found if not any(f.start < e and s < f.end for s, e in protected)]
         return _resolve(found)
 
+    def _detect_near(self, text: str, placed: list[tuple[int, int]]) -> list[_Found]:
+        """What `_detect` finds in `text` (its own view), given that only the stretches
+        around the `placed` placeholders can hold anything new."""
+        found: list[_Found] = []
+        for start, end in _windows(text, placed):
+            begin = max(0, start - _LOOKBACK)
+            part = text[begin:end]
+            found.extend(
+                _Found(f.start + begin, f.end + begin, f.entity, f.rank)
+                for f in self._detect(View(part, part))
+                if f.start + begin >= start  # a lookback-only span is no concern of ours
+            )
+        return found
+
     @staticmethod
-    def _replace(view: View, found: list[_Found], vault: Vault, counts: dict[str, int]) -> str:
+    def _replace(
+        view: View, found: list[_Found], vault: Vault, counts: dict[str, int]
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """The text with `found` replaced, and where the placeholders now stand in it."""
         original = view.original
         out: list[str] = []
+        placed: list[tuple[int, int]] = []
+        size = 0
         last = 0
         for f in found:
             start, end = view.span(f.start, f.end)
-            out.append(strip_invisible(original[last:start]))
-            out.append(vault.placeholder(f.entity, strip_invisible(original[start:end])))
+            before = strip_invisible(original[last:start])
+            ph = vault.placeholder(f.entity, strip_invisible(original[start:end]))
+            size += len(before)
+            placed.append((size, size + len(ph)))
+            size += len(ph)
+            out += (before, ph)
             counts[f.entity] = counts.get(f.entity, 0) + 1
             last = end
         out.append(strip_invisible(original[last:]))
-        return "".join(out)
+        return "".join(out), placed
 
 
 def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Found]:
@@ -159,27 +205,108 @@ def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Foun
         yield _Found(start + offset, end + offset, entity, rank)
 
 
+def _digit_mask(text: str, fewest: int) -> bytes | None:
+    """One byte per character: b"0" for an ASCII digit, b"\\n" for a newline, else b" ";
+    None when `text` holds fewer than `fewest` digits."""
+    if text.isascii():
+        encoded = text.encode()
+        if len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
+            return None  # the common case, prose without numbers, in two C calls
+        return encoded.translate(_DIGIT_MASK)
+    # Encoding to ASCII with "?" for the rest keeps the offsets; per chunk, so that only
+    # the chunks holding non-ASCII characters take the encoder's slow path.
+    mask = b"".join(
+        text[i : i + _MASK_CHUNK].encode("ascii", "replace").translate(_DIGIT_MASK)
+        for i in range(0, len(text), _MASK_CHUNK)
+    )
+    return None if mask.count(b"0") < fewest else mask
+
+
 def _regions(text: str, fewest: int) -> list[tuple[int, int, int]]:
     """(start, end, digit count) of the merged regions around digit clusters."""
     regions: list[tuple[int, int, int]] = []
-    if text.isascii() and len(text.encode().translate(None, _NON_DIGIT_BYTES)) < fewest:
+    mask = _digit_mask(text, fewest)
+    if mask is None:
         return regions  # too few digits for any recognizer: skip the cluster scan
+    # Widening to whitespace is done lazily: a cluster whose bare margin already reaches
+    # the previous one is merged without looking for either's whitespace.
     size = len(text)
-    for m in _CLUSTER.finditer(text):
-        cluster = m.group()
-        digits = len(cluster) - len(cluster.translate(_DROP_DIGITS))
-        start = max(0, m.start() - _MARGIN)
-        while start > 0 and not text[start - 1].isspace():
-            start -= 1
-        end = min(size, m.end() + _MARGIN)
-        while end < size and not text[end].isspace():
-            end += 1
-        if regions and start <= regions[-1][1]:
-            prev_start, _, prev_digits = regions[-1]
-            regions[-1] = (prev_start, end, prev_digits + digits)
-        else:
+    start = end = digits = 0
+    for m in _CLUSTER.finditer(mask):
+        count = mask.count(b"0", m.start(), m.end())
+        lo, hi = max(0, m.start() - _MARGIN), min(size, m.end() + _MARGIN)
+        if digits and lo <= end:
+            end, digits = hi, digits + count
+            continue
+        if digits:
+            end = _space_at_or_after(text, end)
+            lo = _space_before(text, lo)
+            if lo <= end:
+                end, digits = hi, digits + count
+                continue
             regions.append((start, end, digits))
+        else:
+            lo = _space_before(text, lo)
+        start, end, digits = lo, hi, count
+    if digits:
+        regions.append((start, _space_at_or_after(text, end), digits))
     return [r for r in regions if r[2] >= fewest]
+
+
+def _space_before(text: str, pos: int) -> int:
+    """`pos` moved back to just after the nearest whitespace (or to 0)."""
+    while pos > 0 and not text[pos - 1].isspace():
+        pos -= 1
+    return pos
+
+
+def _space_at_or_after(text: str, pos: int) -> int:
+    """The first whitespace at or after `pos` (or the end of the text)."""
+    m = _SPACE.search(text, pos)
+    return len(text) if m is None else m.start()
+
+
+def _windows(text: str, placed: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The stretches of `text` (ascending, disjoint) a confirming scan has to read.
+
+    Why this is enough: no built-in recognizer reads across a cut (see `_LOOKBACK`)
+    except the IPv4 version check's 20 characters back, and a span is found or not from
+    what it reads. Between cuts the text is what the previous scan read, which found
+    nothing there that was not replaced (a span that lost an overlap shares its stretch
+    with the winner's placeholder), so it finds nothing there now.
+    """
+    windows: list[tuple[int, int]] = []
+    for start, end in placed:
+        begin = _cut_before(text, max(0, start - 2))
+        stop = _cut_after(text, min(len(text), end + _REACH))
+        if windows and begin <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(stop, windows[-1][1]))
+        else:
+            windows.append((begin, stop))
+    return windows
+
+
+def _cut_before(text: str, pos: int) -> int:
+    """The last cut at or before `pos` (0 if there is none)."""
+    line = text.rfind("\n", 0, pos) + 1
+    dot = text.rfind(". ", line, pos)
+    while dot != -1:
+        if dot + 2 < len(text) and text[dot + 2] in _LETTERS:
+            return dot + 2
+        dot = text.rfind(". ", line, dot + 1)
+    return line
+
+
+def _cut_after(text: str, pos: int) -> int:
+    """The first cut at or after `pos` (the end of the text if there is none)."""
+    newline = text.find("\n", max(0, pos - 1))
+    limit = len(text) if newline == -1 else newline + 1
+    dot = text.find(". ", max(0, pos - 2), limit)
+    while dot != -1:
+        if dot + 2 < len(text) and text[dot + 2] in _LETTERS:
+            return dot + 2
+        dot = text.find(". ", dot + 1, limit)
+    return limit
 
 
 def _resolve(found: list[_Found]) -> list[_Found]:

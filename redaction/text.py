@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,6 +31,18 @@ _INVISIBLE_RANGES = (
 )
 _INVISIBLE_POINTS = frozenset({0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0})
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# Text is searched for non-ASCII characters chunk by chunk: `str.isascii` on a slice runs
+# at memory speed, the regular expression only on the chunks that need it.
+_CHUNK = 256
+
+
+def _non_ascii_runs(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of the non-ASCII runs of `text` (a run may be split at a chunk edge)."""
+    for base in range(0, len(text), _CHUNK):
+        chunk = text[base : base + _CHUNK]
+        if not chunk.isascii():
+            for m in _NON_ASCII.finditer(chunk):
+                yield base + m.start(), base + m.end()
 
 
 @lru_cache(maxsize=8192)
@@ -43,15 +56,21 @@ def is_invisible(ch: str) -> bool:
     return any(lo <= cp <= hi for lo, hi in _INVISIBLE_RANGES)
 
 
-def _drop_invisible(m: re.Match[str]) -> str:
-    return "".join(ch for ch in m.group() if not is_invisible(ch))
-
-
 def strip_invisible(text: str) -> str:
     """Remove invisible characters; every visible character (and \\n, \\t) is kept."""
     if text.isascii():
         return text
-    return _NON_ASCII.sub(_drop_invisible, text)
+    parts: list[str] = []
+    last = 0
+    for start, end in _non_ascii_runs(text):
+        for i in range(start, end):
+            if is_invisible(text[i]):
+                parts.append(text[last:i])
+                last = i + 1
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 @lru_cache(maxsize=8192)
@@ -122,8 +141,8 @@ def normalise(text: str) -> View:
             last = stop
 
     changed = False
-    for m in _NON_ASCII.finditer(text):
-        for i in range(m.start(), m.end()):
+    for run_start, run_end in _non_ascii_runs(text):
+        for i in range(run_start, run_end):
             ch = text[i]
             rep = _normalise_char(ch)
             if rep == ch:

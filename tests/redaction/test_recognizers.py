@@ -111,6 +111,7 @@ def test_phone(rec: Recognizer, value: str, expected: bool) -> None:
         ("call me on 2025550173", ["2025550173"]),
         ("order ORD-2026-004512 shipped", []),
         ("ref #2025550173", []),
+        ("2025550173 is my number", []),  # the phone word must come before
         ("on 15/01/2026 020 7946 0958", ["020 7946 0958"]),
         ("qty 2 020 7946 0958", ["020 7946 0958"]),
         ("call 020 7946 0958. 3 days", ["020 7946 0958"]),
@@ -234,6 +235,8 @@ def test_ipv6(rec: Recognizer, value: str, expected: bool) -> None:
         ("[2001:db8::1]:443", ["2001:db8::1"]),
         ("from 2001:db8::1.", ["2001:db8::1"]),
         ("a 1:2:3:4:5:6:7:8 b", ["1:2:3:4:5:6:7:8"]),
+        ("a 1:2:3:4:5:6:1.2.3.4 b", ["1:2:3:4:5:6:1.2.3.4"]),  # six colons, IPv4 tail
+        (": see ::1", ["::1"]),  # a colon at the very start has nothing before it
     ],
 )
 def test_ipv6_in_context(text: str, expected: list[str]) -> None:

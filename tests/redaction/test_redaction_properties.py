@@ -23,6 +23,17 @@ from redaction.vault import PLACEHOLDER
 
 REDACTOR = Redactor(ENTITIES)
 
+
+class Nothing:
+    entity = "NOTHING"
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        return []
+
+
+# An extra recognizer (of unknown reach) makes every confirming scan read the whole text.
+FULL_SCANS = Redactor(ENTITIES, extra=[Nothing()])
+
 FRAGMENTS = [
     "ana@example.com",
     "ANA@example.com",
@@ -46,6 +57,11 @@ FRAGMENTS = [
     "SSN",
     "call",
     "version",
+    "firmware",
+    "PHONE",
+    "3500820489",
+    "219099999",
+    "1:2:3:4:5:6:1.2.3.4",
 ]
 PIECES = st.one_of(
     st.sampled_from(FRAGMENTS),
@@ -53,6 +69,7 @@ PIECES = st.one_of(
     st.sampled_from(
         [*" \n\t-.:/()@<>_+#", "\u200b", "\uff14", "\u2013", "\U000e0041", "\ufe0f", "at", "dot"]
     ),
+    st.sampled_from([". ", ". A", ".\n", "\ufb01", "\u2488", "\u00bd"]),  # cuts, expansions
     st.from_regex(r"[0-9 ]{1,20}", fullmatch=True),
 )
 TEXTS = st.one_of(st.text(), st.lists(PIECES, max_size=30).map("".join))
@@ -78,6 +95,12 @@ def test_redact_never_raises_and_is_idempotent(text: str) -> None:
     assert twice.text == once.text
     assert dict(twice.counts) == {}
     assert sum(once.counts.values()) >= len(vault)
+
+
+@settings(max_examples=600, deadline=None)
+@given(TEXTS)
+def test_scans_near_new_placeholders_find_what_full_scans_find(text: str) -> None:
+    assert REDACTOR.redact(text, Vault()) == FULL_SCANS.redact(text, Vault())
 
 
 @settings(max_examples=400, deadline=None)

@@ -210,3 +210,61 @@ def test_restore_round_trip_with_invisible_characters() -> None:
     vault = Vault()
     text = "Hi\u200b, ana@example.com\u2060 called from +44 20 7946 0958"
     assert vault.restore(ALL.redact(text, vault).text) == strip_invisible(text)
+
+
+class Nothing:
+    """An extra recognizer that finds nothing: its presence makes every scan read all."""
+
+    entity = "NOTHING"
+
+    def find(self, text: str) -> Iterable[tuple[int, int]]:
+        return ()
+
+
+FULL = Redactor(ENTITIES, extra=[Nothing()])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The placeholder is a phone word for the bare number after it (a second round).
+        "+44 20 7946 0958 3500820489",
+        # ... and an SSN word for nine bare digits.
+        "078-05-1120 219099999",
+        # A replaced e-mail was the version word that hid an IP on the next line.
+        "a@b.firmware\n10.0.0.1",
+        # Sentence breaks on both sides, one without a letter after it (no cut there).
+        "Hello there. Mail a@b.co. 12 x. Call +44 20 7946 0958 3500820489. Bye now.",
+        # Two placeholders close together share one stretch; a far one gets its own.
+        "a@b.co c@d.co" + " filler." * 30 + " e@f.co",
+    ],
+)
+def test_confirming_scans_near_placeholders_equal_full_scans(text: str) -> None:
+    assert redact(text) == FULL.redact(text, Vault()).text
+
+
+def test_confirming_scan_finds_what_the_new_neighbour_reveals() -> None:
+    assert redact("+44 20 7946 0958 3500820489") == "<PHONE_1> <PHONE_2>"
+    assert redact("078-05-1120 219099999") == "<US_SSN_1> <US_SSN_2>"
+    assert redact("a@b.firmware\n10.0.0.1") == "<EMAIL_1>\n<IP_ADDRESS_1>"
+
+
+def test_confirming_scan_ignores_what_only_its_lookback_shows() -> None:
+    # The scan after the newline starts 24 characters back, inside "1202 555 0173";
+    # its tail "202 555 0173" looks like a US number there, but the line does not hold one.
+    text = "ref 1202 555 0173 is not one\n  a@b.co"
+    assert redact(text) == "ref 1202 555 0173 is not one\n  <EMAIL_1>"
+    assert FULL.redact(text, Vault()).text == redact(text)
+
+
+def test_text_still_changed_by_normalising_is_confirmed_in_full() -> None:
+    # The fullwidth digits stay in the output, so its view is not the text itself.
+    text = "\uff14\uff11\uff11\uff11 a@b.co"
+    assert redact(text) == "\uff14\uff11\uff11\uff11 <EMAIL_1>"
+
+
+def test_invisible_characters_are_dropped_with_or_without_findings() -> None:
+    assert redact("no\u200b pii here") == "no pii here"
+    assert redact("mail\u200b a@b.co") == "mail <EMAIL_1>"
+    text = "plain ascii"
+    assert ALL.redact(text, Vault()).text is text

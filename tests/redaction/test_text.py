@@ -73,3 +73,19 @@ def test_view_of_only_invisible_characters_is_empty() -> None:
 
 def test_normalise_value() -> None:
     assert normalise_value("\uff21\uff22 \uff11\uff12") == "AB 12"
+
+
+def test_non_ascii_text_is_searched_chunk_by_chunk() -> None:
+    # A run of non-ASCII characters across the 256-character chunk edge, and chunks of
+    # plain ASCII around it: both halves are normalised and mapped back.
+    text = "a" * 250 + "\uff14" * 12 + "\u200b" + "b" * 300 + "\u00e9"
+    view = normalise(text)
+    assert view.text == "a" * 250 + "4" * 12 + "b" * 300 + "\u00e9"
+    assert view.span(250, 262) == (250, 262)
+    assert strip_invisible(text) == "a" * 250 + "\uff14" * 12 + "b" * 300 + "\u00e9"
+
+
+def test_visible_non_ascii_text_is_returned_as_is() -> None:
+    text = "price \u20ac5 " * 100
+    assert strip_invisible(text) is text
+    assert normalise(text).is_identity
