@@ -26,6 +26,7 @@ from tests.conftest import Credentials, gateway_config
 from tests.gateway.helpers import casegate, headers, user
 from tests.kit.gateway import GatewayProcess
 from tests.kit.stub import Reply, UpstreamStub
+from tests.tracing.otlp_receiver import OtlpReceiver
 
 
 def _body(stream: bool) -> dict[str, Any]:
@@ -133,9 +134,13 @@ def _assert_lineage_complete(gw: GatewayProcess, lineage_ids: list[str]) -> dict
 
 
 def _start(
-    tmp_path: Path, upstream: UpstreamStub, creds: Credentials, grace_s: int
+    tmp_path: Path,
+    upstream: UpstreamStub,
+    creds: Credentials,
+    grace_s: int,
+    **extra_env: str,
 ) -> GatewayProcess:
-    env = {**creds.env(), "CASEGATE_GRACE_S": str(grace_s)}
+    env = {**creds.env(), "CASEGATE_GRACE_S": str(grace_s), **extra_env}
     return GatewayProcess.start(tmp_path / "gw", gateway_config(upstream.url), env=env)
 
 
@@ -199,13 +204,23 @@ def test_sigterm_lets_calls_in_flight_finish(
 def test_sigterm_ends_calls_that_outlast_the_grace(
     tmp_path: Path, upstream: UpstreamStub, creds: Credentials
 ) -> None:
-    """Past the grace, a stream ends with the error frame and a call gets a 503; exit 0."""
+    """Past the grace, a stream ends with the error frame and a call gets a 503; exit 0.
+
+    Telemetry is flushed on the way out: the batch processor's delay is far longer than
+    the test, so the two calls' spans can only reach the collector through shutdown.
+    """
     grace_s = 3
     upstream.script(
         Reply.chunks([f" w{i}" for i in range(60)], delay_s=0.25),  # about 15 s
         Reply.slow(Reply.text("too late"), 20.0),
     )
-    gw = _start(tmp_path, upstream, creds, grace_s)
+    receiver = OtlpReceiver().start()
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+    }
+    gw = _start(tmp_path, upstream, creds, grace_s, **otel)
     try:
         stream = StreamReader(gw.url, creds.helpdesk)
         stream.start()
@@ -217,8 +232,10 @@ def test_sigterm_ends_calls_that_outlast_the_grace(
         stream.join(30)
         call.join(30)
         code = gw.proc.wait(grace_s + 5)
+        spans = receiver.spans()
     finally:
         gw.stop()
+        receiver.stop()
     assert code == 0, gw.log()
     assert "timeout graceful shutdown exceeded" not in gw.log()  # nothing left to cancel
     # the stream: some text, then the OpenAI-shaped error frame, then [DONE]
@@ -240,3 +257,6 @@ def test_sigterm_ends_calls_that_outlast_the_grace(
         assert lid is not None
         assert ends[lid]["end"] == "failed"
         assert ends[lid]["refusal"] == "shutting_down"
+    # the server spans of both calls were exported by the shutdown flush
+    traced = {s.attributes.get("casegate.lineage_id") for s in spans if s.kind == "SERVER"}
+    assert set(ids) <= traced
