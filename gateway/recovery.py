@@ -17,7 +17,9 @@ every ``stale_ms / 2``.
 
 Environment (for tests and tuning): ``CASEGATE_LINEAGE_STALE_MS`` (15000),
 ``CASEGATE_HEARTBEAT_MS`` (a third of the stale time), ``CASEGATE_CHECKPOINT_S`` (10),
-``CASEGATE_RETENTION_SWEEP_S`` (60: deletes expired pseudonym maps).
+``CASEGATE_RETENTION_SWEEP_S`` (60: deletes expired pseudonym maps, and erases the
+texts of drafts decided more than ``CASEGATE_DRAFT_TEXT_RETENTION_S`` ago, default 30
+days).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class LineageTiming:
     heartbeat_ms: int = 5_000
     checkpoint_ms: int = 10_000
     sweep_ms: int = 60_000
+    draft_text_retention_ms: int = 30 * 86_400_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LineageTiming:
@@ -72,6 +75,7 @@ class LineageTiming:
             heartbeat_ms=_int(env, "CASEGATE_HEARTBEAT_MS", max(100, stale // 3)),
             checkpoint_ms=_int(env, "CASEGATE_CHECKPOINT_S", 10) * 1000,
             sweep_ms=_int(env, "CASEGATE_RETENTION_SWEEP_S", 60) * 1000,
+            draft_text_retention_ms=_int(env, "CASEGATE_DRAFT_TEXT_RETENTION_S", 30 * 86400) * 1000,
         )
 
 
@@ -115,9 +119,15 @@ class LineageService:
         await write_checkpoint(self.store, self.writer, self.keys)
 
     async def sweep(self) -> None:
-        removed = await self.store.sweep_vaults(now_ms())
-        if removed:
-            log.info("retention: deleted %d expired pseudonym map(s)", removed)
+        now = now_ms()
+        removed = await self.store.sweep_vaults(now)
+        erased = await self.store.sweep_draft_texts(now - self.timing.draft_text_retention_ms)
+        if removed or erased:
+            log.info(
+                "retention: %d expired pseudonym map(s) deleted, %d draft text(s) erased",
+                removed,
+                erased,
+            )
 
     async def recover(self) -> int:
         """Finish the records of dead chains as ``interrupted``; close those chains."""

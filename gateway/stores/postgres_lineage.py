@@ -201,3 +201,11 @@ class PostgresLineage:
 
     async def sweep_vaults(self, now_ms: int) -> int:
         return await self._exec("DELETE FROM pseudonym_vaults WHERE expires_ms <= %s", (now_ms,))
+
+    async def sweep_draft_texts(self, decided_before_ms: int) -> int:
+        """Retention: the texts of drafts decided (or expired) before the cut-off."""
+        return await self._exec(
+            "UPDATE drafts SET texts = %s, approved_text = NULL WHERE status <> 'pending'"
+            " AND decided_ms < %s AND (length(texts) > 0 OR approved_text IS NOT NULL)",
+            (b"", decided_before_ms),
+        )

@@ -240,3 +240,11 @@ class SqliteLineage:
 
     async def sweep_vaults(self, now_ms: int) -> int:
         return self._run("DELETE FROM pseudonym_vaults WHERE expires_ms <= ?", (now_ms,)).rowcount
+
+    async def sweep_draft_texts(self, decided_before_ms: int) -> int:
+        """Retention: the texts of drafts decided (or expired) before the cut-off."""
+        return self._run(
+            "UPDATE drafts SET texts = ?, approved_text = NULL WHERE status <> 'pending'"
+            " AND decided_ms < ? AND (length(texts) > 0 OR approved_text IS NOT NULL)",
+            (b"", decided_before_ms),
+        ).rowcount
