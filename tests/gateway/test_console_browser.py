@@ -126,7 +126,7 @@ def test_kill_switch_engage_refuses_calls_then_release(
         {"scope": "tool:set_priority", "mode": "halt", "reason": "cli"},
     )
     assert resp.status_code == 200
-    page.wait_for_selector('tr[data-scope="tool:set_priority"]', timeout=5000)
+    page.wait_for_selector('tr[data-scope="tool:set_priority"]', timeout=10_000)
 
     for scope in ("use_case:triage", "tool:set_priority"):
         page.click(f'tr[data-scope="{scope}"] button')
