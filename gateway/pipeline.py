@@ -14,6 +14,7 @@ minimised and every string redacted. The lineage end event is written in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -122,7 +123,15 @@ async def _finish_lineage(rt: Runtime, call: Call) -> None:
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
-        await task  # let the write land before the cancellation goes on
+        # Let the write land before the cancellation goes on. A bare `await task` is
+        # not enough: anyio (Starlette's disconnect handling) cancels again at every
+        # await, which would cancel the write mid-commit and leave the chain's head
+        # behind the store (every later event then collides on its seq).
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the record is the recovery's job now
         raise
 
 
@@ -501,9 +510,11 @@ def _record_tools(call: Call) -> None:
         return
     rec.tool_calls_allowed = list(guard.allowed)
     rec.tool_calls_blocked = list(guard.blocked)
-    if guard.allowed or guard.blocked:
-        rec.checks = [c for c in rec.checks if c.get("check") != "tool_guard"]
-        rec.checks.append({"check": "tool_guard", "on": "tool_calls", "ok": not guard.blocked})
+    # the output was judged, tool calls or not: the record says on which part
+    output = "streamed_output" if rec.stream else "response"
+    on = ["tool_calls", output] if (guard.allowed or guard.blocked) else [output]
+    rec.checks = [c for c in rec.checks if c.get("check") != "tool_guard"]
+    rec.checks.append({"check": "tool_guard", "on": on, "ok": not guard.blocked})
     if guard.downgraded:
         rec.action_class_applied = "recommendation"
         rec.decision = "degraded"

@@ -182,6 +182,7 @@ def test_records_by_case_oldest_first_with_the_design_fields(
     assert first["redactions"] == {"EMAIL": 1}
     assert first["model_served"] == "gpt-primary" and len(first["attempts"]) == 1
     assert {c["check"] for c in first["checks"]} >= {"eligibility", "minimisation", "redaction"}
+    assert {"check": "tool_guard", "on": ["response"], "ok": True} in first["checks"]
     assert set(first["customer_ref"]) == {"key_id", "hash"}
     assert first["timings"]["started_at"] and isinstance(first["timings"]["total_ms"], int)
     assert ineligible["decision"] == "refused" and ineligible["refusal"] == "ineligible"
