@@ -209,7 +209,7 @@ def test_sigterm_ends_calls_that_outlast_the_grace(
     Telemetry is flushed on the way out: the batch processor's delay is far longer than
     the test, so the two calls' spans can only reach the collector through shutdown.
     """
-    grace_s = 3
+    grace_s = 4
     upstream.script(
         Reply.chunks([f" w{i}" for i in range(60)], delay_s=0.25),  # about 15 s
         Reply.slow(Reply.text("too late"), 20.0),
