@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.settings import ConfigError
 from tracing import attributes as attr
 
 if TYPE_CHECKING:
@@ -122,11 +123,11 @@ FAMILIES = {
 }
 WORKERS = "casegate_metrics_workers"
 
-LabelKey = str  # JSON of the sorted (name, value) pairs
+LabelKey = tuple[tuple[str, str], ...]  # sorted (name, value) pairs; JSON in snapshots
 
 
 def _key(labels: Mapping[str, str | None]) -> LabelKey:
-    return json.dumps(sorted((k, v) for k, v in labels.items() if v is not None))
+    return tuple(sorted((k, v) for k, v in labels.items() if v is not None))
 
 
 class Metrics:
@@ -142,8 +143,12 @@ class Metrics:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Metrics:
         raw = env.get("CASEGATE_METRICS_DIR")
-        flush = int(env.get("CASEGATE_METRICS_FLUSH_MS") or 500)
-        return cls(Path(raw) if raw else None, flush_ms=max(10, flush))
+        text = env.get("CASEGATE_METRICS_FLUSH_MS") or "500"
+        if not text.isdigit():
+            raise ConfigError(
+                f"environment: CASEGATE_METRICS_FLUSH_MS must be an integer: {text!r}"
+            )
+        return cls(Path(raw) if raw else None, flush_ms=max(10, int(text)))
 
     # -- recording (the request path: dict updates only) ------------------------
     def inc(self, family: Family, labels: Mapping[str, str | None], value: float = 1) -> None:
@@ -168,7 +173,18 @@ class Metrics:
 
     # -- sharing between workers -------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        return {"pid": self.pid, "counters": self.counters, "histograms": self.histograms}
+        """Plain JSON: label keys become JSON lists of pairs."""
+        return {
+            "pid": self.pid,
+            "counters": {
+                name: {json.dumps(k): v for k, v in series.items()}
+                for name, series in self.counters.items()
+            },
+            "histograms": {
+                name: {json.dumps(k): cells for k, cells in series.items()}
+                for name, series in self.histograms.items()
+            },
+        }
 
     def flush(self) -> None:
         if self.directory is None or not self._dirty:
@@ -206,8 +222,8 @@ class Metrics:
 
     def render(self) -> str:
         snaps = self._snapshots()
-        counters: dict[str, dict[LabelKey, float]] = {}
-        histos: dict[str, dict[LabelKey, list[float]]] = {}
+        counters: dict[str, dict[str, float]] = {}
+        histos: dict[str, dict[str, list[float]]] = {}
         for snap in snaps:
             for name, series in snap.get("counters", {}).items():
                 acc = counters.setdefault(name, {})
@@ -249,7 +265,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(key: LabelKey, *, le: str | None = None) -> str:
+def _labels(key: str, *, le: str | None = None) -> str:
     pairs = [(k, v) for k, v in json.loads(key)]
     if le is not None:
         pairs.append(("le", le))

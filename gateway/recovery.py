@@ -16,7 +16,7 @@ sure that two recovering workers never both write it. Recovery runs at start and
 every ``stale_ms / 2``.
 
 Environment (for tests and tuning): ``CASEGATE_LINEAGE_STALE_MS`` (15000),
-``CASEGATE_HEARTBEAT_MS`` (a third of the stale time), ``CASEGATE_CHECKPOINT_S`` (10),
+``CASEGATE_HEARTBEAT_MS`` (a third of the stale time, at least 100), ``CASEGATE_CHECKPOINT_S`` (10),
 ``CASEGATE_RETENTION_SWEEP_S`` (60: deletes expired pseudonym maps, and erases the
 texts of drafts decided more than ``CASEGATE_DRAFT_TEXT_RETENTION_S`` ago, default 30
 days).
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.checkpoints import write_checkpoint
 from gateway.keys import KeyMaterial
 from gateway.lineage import LineageWriter, now_ms
+from gateway.settings import ConfigError
 from gateway.stores import StateStore
 
 if TYPE_CHECKING:
@@ -53,9 +54,9 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+        raise ConfigError(f"environment: {name} must be an integer, not {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value}")
+        raise ConfigError(f"environment: {name} must be positive, not {value}")
     return value
 
 
