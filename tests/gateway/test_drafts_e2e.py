@@ -13,8 +13,11 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -128,7 +131,9 @@ def draft_call(
     return {"content": reply.choices[0].message.content, **cg}
 
 
-def admin(gw: GatewayProcess, method: str, path: str, token: str = APPROVER, **kw: Any) -> Any:
+def admin(
+    gw: GatewayProcess, method: str, path: str, token: str = APPROVER, **kw: Any
+) -> httpx.Response:
     return httpx.request(
         method, gw.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10, **kw
     )
@@ -463,6 +468,46 @@ def test_concurrent_decisions_have_exactly_one_winner(
     view = client_view(gateway, module_creds.helpdesk, draft_id).json()
     assert view["status"] == winner["status"]
     assert view.get("release_token") == winner.get("release_token")
+
+
+def cli(gw: GatewayProcess, *args: str, token: str = APPROVER) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEGATE_")}
+    env.update(CASEGATE_URL=gw.url, CASEGATE_TOKEN=token)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "drafts", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_lists_approves_and_rejects(
+    gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
+) -> None:
+    upstream.script(Reply.text("CLI draft one."), Reply.text("CLI draft two."))
+    one = draft_call(gateway, module_creds, case_id="CASE-CLI")["approval"]["id"]
+    two = draft_call(gateway, module_creds, case_id="CASE-CLI")["approval"]["id"]
+    listed = cli(gateway, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert one in listed.stdout and "CLI draft one." in listed.stdout
+    assert "customer> " + CUSTOMER_TEXT in listed.stdout
+    as_json = json.loads(cli(gateway, "list", "--json").stdout)
+    assert {one, two} <= {d["id"] for d in as_json}
+
+    approved = cli(gateway, "approve", one, "--text", "CLI draft one, edited.")
+    assert approved.returncode == 0, approved.stderr
+    token = approved.stdout.strip()
+    assert token.count(".") == 2
+    assert client_view(gateway, module_creds.helpdesk, one).json()["release_token"] == token
+    again = cli(gateway, "approve", one)
+    assert again.returncode == 1 and "draft_already_decided" in again.stderr
+
+    rejected = cli(gateway, "reject", two, "--reason", "off topic")
+    assert rejected.returncode == 0 and "rejected" in rejected.stdout
+    denied = cli(gateway, "list", token=module_creds.oncall)
+    assert denied.returncode == 1 and "403" in denied.stderr
 
 
 # -- store level: erasure ---------------------------------------------------------------
