@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import bisect
 import contextlib
 import json
 import logging
@@ -127,7 +128,8 @@ LabelKey = tuple[tuple[str, str], ...]  # sorted (name, value) pairs; JSON in sn
 
 
 def _key(labels: Mapping[str, str | None]) -> LabelKey:
-    return tuple(sorted((k, v) for k, v in labels.items() if v is not None))
+    # each family is recorded from one call site, so the label order is stable
+    return tuple([(k, v) for k, v in labels.items() if v is not None])
 
 
 class Metrics:
@@ -163,10 +165,9 @@ class Metrics:
         cells = series.get(key)
         if cells is None:
             cells = series[key] = [0.0] * (len(family.buckets) + 2)
-        for i, bound in enumerate(family.buckets):
-            if value <= bound:
-                cells[i] += 1
-                break
+        i = bisect.bisect_left(family.buckets, value)  # the first bound >= value
+        if i < len(family.buckets):
+            cells[i] += 1
         cells[-2] += value
         cells[-1] += 1
         self._dirty = True
