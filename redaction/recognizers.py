@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
-from .numbers import Run, digit_runs, pick_windows
+from .numbers import Run, digit_clusters, digit_runs, pick_windows
 from .validators import IBAN_LENGTHS, card_ok, iban_ok, ip_ok, nino_ok, ssn_ok
 
 __all__ = [
@@ -250,6 +250,7 @@ class SsnRecognizer:
 # ---------------------------------------------------------------- IBAN, NINO
 
 _IBAN = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){10,32}")
+_IBAN_HEAD = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}")
 _SEPARATORS = re.compile(r"[ \-]")
 
 
@@ -260,14 +261,21 @@ class IbanRecognizer:
     min_digits = 6
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        m = _IBAN.search(text)
-        while m is not None:
-            span = self._trim(text, m.start(), m.end())
-            if span is None:
-                m = _IBAN.search(text, m.start() + 1)
-            else:
-                yield span
-                m = _IBAN.search(text, span[1])
+        # The check digits open a cluster's digits, so the head is looked for only
+        # there, from two characters before; the whole pattern only where a head is.
+        pos = 0
+        for first, last in digit_clusters(text):
+            head = _IBAN_HEAD.search(text, max(pos, first - 2), last)
+            while head is not None:
+                start = head.start()
+                m = _IBAN.match(text, start)
+                span = None if m is None else self._trim(text, start, m.end())
+                if span is None:
+                    head = _IBAN_HEAD.search(text, start + 1, last)
+                else:
+                    yield span
+                    pos = span[1]
+                    head = _IBAN_HEAD.search(text, pos, last)
 
     @staticmethod
     def _trim(text: str, start: int, stop: int) -> tuple[int, int] | None:
@@ -301,9 +309,13 @@ class NinoRecognizer:
     min_digits = 6
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        for m in _NINO.finditer(text):
-            if self.validate(m.group()):
-                yield m.span()
+        # Two letters and a separator come before the six digits; the suffix, a
+        # separator and the character the look-ahead reads come after.
+        size = len(text)
+        for first, last in digit_clusters(text):
+            for m in _NINO.finditer(text, max(0, first - 3), min(size, last + 3)):
+                if self.validate(m.group()):
+                    yield m.span()
 
     def validate(self, candidate: str) -> bool:
         return nino_ok(_SEPARATORS.sub("", candidate).upper())
@@ -325,21 +337,22 @@ class Ipv4Recognizer:
     min_digits = 4
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        m = _IPV4.search(text)
-        while m is not None:
-            start, end = m.span()
-            before = text[start - 1] if start else " "
-            if (
-                before not in _WORD
-                and before not in ".:"
-                and _IPV4_AFTER.match(text, end) is None
-                and ip_ok(m.group())
-                and _VERSION_WORDS.search(text, max(0, start - 20), start) is None
-            ):
-                yield start, end
-                m = _IPV4.search(text, end)
-            else:
-                m = _IPV4.search(text, start + 1)
+        for first, last in digit_clusters(text):  # a dotted quad is inside one cluster
+            m = _IPV4.search(text, first, last)
+            while m is not None:
+                start, end = m.span()
+                before = text[start - 1] if start else " "
+                if (
+                    before not in _WORD
+                    and before not in ".:"
+                    and _IPV4_AFTER.match(text, end) is None
+                    and ip_ok(m.group())
+                    and _VERSION_WORDS.search(text, max(0, start - 20), start) is None
+                ):
+                    yield start, end
+                    m = _IPV4.search(text, end, last)
+                else:
+                    m = _IPV4.search(text, start + 1, last)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import RedactionError, UnknownEntityError
+from .numbers import CLUSTER, digit_mask
 from .recognizers import BUILTIN, Recognizer
 from .text import View, normalise, strip_invisible
 from .vault import PLACEHOLDER, Vault
@@ -40,15 +41,9 @@ ENTITIES: frozenset[str] = frozenset(ENTITIES_ORDER)
 
 # Digits no more than 12 characters apart form one cluster; a region is a cluster with
 # 48 characters of context on each side (the widest keyword window a recognizer reads),
-# widened to whitespace so no token is cut. Clusters are found on a digit mask of the
-# text (digits "0", newlines kept, everything else " "): one `bytes.translate` and a
-# pattern that starts with a literal, instead of a character class tried at every offset.
-_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
-_CLUSTER = re.compile(rb"0(?: {0,12}0)*")
+# widened to whitespace so no token is cut.
 _MARGIN = 48
 _SPACE = re.compile(r"\s")  # what `str.isspace` calls whitespace
-_NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
-_MASK_CHUNK = 1024
 _MAX_ROUNDS = 8
 
 # A confirming scan reads whole stretches of text between cuts: after a newline, and
@@ -205,34 +200,17 @@ def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Foun
         yield _Found(start + offset, end + offset, entity, rank)
 
 
-def _digit_mask(text: str, fewest: int) -> bytes | None:
-    """One byte per character: b"0" for an ASCII digit, b"\\n" for a newline, else b" ";
-    None when `text` holds fewer than `fewest` digits."""
-    if text.isascii():
-        encoded = text.encode()
-        if len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
-            return None  # the common case, prose without numbers, in two C calls
-        return encoded.translate(_DIGIT_MASK)
-    # Encoding to ASCII with "?" for the rest keeps the offsets; per chunk, so that only
-    # the chunks holding non-ASCII characters take the encoder's slow path.
-    mask = b"".join(
-        text[i : i + _MASK_CHUNK].encode("ascii", "replace").translate(_DIGIT_MASK)
-        for i in range(0, len(text), _MASK_CHUNK)
-    )
-    return None if mask.count(b"0") < fewest else mask
-
-
 def _regions(text: str, fewest: int) -> list[tuple[int, int, int]]:
     """(start, end, digit count) of the merged regions around digit clusters."""
     regions: list[tuple[int, int, int]] = []
-    mask = _digit_mask(text, fewest)
+    mask = digit_mask(text, fewest)
     if mask is None:
         return regions  # too few digits for any recognizer: skip the cluster scan
     # Widening to whitespace is done lazily: a cluster whose bare margin already reaches
     # the previous one is merged without looking for either's whitespace.
     size = len(text)
     start = end = digits = 0
-    for m in _CLUSTER.finditer(mask):
+    for m in CLUSTER.finditer(mask):
         count = mask.count(b"0", m.start(), m.end())
         lo, hi = max(0, m.start() - _MARGIN), min(size, m.end() + _MARGIN)
         if digits and lo <= end:

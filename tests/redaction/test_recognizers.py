@@ -188,6 +188,20 @@ def test_iban_followed_by_words_and_another_iban() -> None:
     assert found(IBAN, text) == ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"]
 
 
+def test_iban_is_looked_for_only_where_digits_are() -> None:
+    # Sixteen letters split this (valid, if unusual) IBAN's digits into two clusters;
+    # the search resumes after it. "AB12 345" has a head but is too short.
+    text = "AB12 345 then GB47ABCDEFGHIJKLMNOP12 and GB82 WEST 1234 5698 7654 32"
+    assert found(IBAN, text) == ["GB47ABCDEFGHIJKLMNOP12", "GB82 WEST 1234 5698 7654 32"]
+    assert found(IBAN, "no digits at all, DEXX") == []
+
+
+def test_uk_nino_and_ipv4_are_looked_for_at_every_cluster() -> None:
+    text = "NI AB 12 34 56 C, then JG103245D; hosts 10.0.0.1 and 10.0.0.2, 1.2.3.4"
+    assert found(UK_NINO, text) == ["AB 12 34 56 C", "JG103245D"]
+    assert found(IPV4, text) == ["10.0.0.1", "10.0.0.2", "1.2.3.4"]
+
+
 @table(
     IPV4,
     ["192.168.1.20", "10.0.0.1", "8.8.8.8", "255.255.255.255"],
