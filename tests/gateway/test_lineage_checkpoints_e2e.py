@@ -8,10 +8,11 @@ auditor would, checks that it names the first broken link, and puts the row back
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.cli import main
 from tests.conftest import Credentials, gateway_config
 from tests.gateway.helpers import casegate, headers, user
 from tests.kit.stub import UpstreamStub
@@ -41,21 +43,11 @@ class Store:
             return cur.fetchall() if cur.description else []
 
     def verify(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "lineage",
-                "verify",
-                "--state",
-                self.state,
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        """`casegate lineage verify --state ...`, run in this process (the same `main`)."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["lineage", "verify", "--state", self.state, *extra])
+        return subprocess.CompletedProcess(["casegate"], code, out.getvalue(), "")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
