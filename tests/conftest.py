@@ -175,6 +175,8 @@ def gateway_config(
         ],
         "limits": {"max_body_bytes": 65536, "deadline_s": 8, "first_chunk_timeout_s": 3},
         "retry": {"attempts": 3, "max_retry_after_s": 2},
+        # the tests script failures on purpose: no circuit unless a test asks for one
+        "circuit": {"failures": 0, "cooldown_s": 1},
     }
     if keys:
         config["keys"] = {
