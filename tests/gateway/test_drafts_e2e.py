@@ -443,6 +443,34 @@ def test_queue_pages_with_a_cursor(
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "cursor"
 
 
+def test_a_degrade_switch_that_makes_a_draft_says_degraded(
+    gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
+) -> None:
+    engage = {"scope": "action_class:automation", "mode": "degrade", "reason": "drill"}
+    resp = admin(gateway, "POST", "/admin/kill-switches", token=module_creds.oncall, json=engage)
+    assert resp.status_code == 200, resp.text
+    try:
+        upstream.script(Reply.text("Degraded to a draft."))
+        cg = draft_call(gateway, module_creds, use_case="triage", action_class="automation")
+        # DESIGN 10.5: a switch lowered the class, so `degraded`, and the draft is stored
+        assert cg["decision"] == "degraded"
+        assert cg["action_class_requested"] == "automation"
+        assert cg["action_class_applied"] == "draft"
+        assert cg["approval"]["status"] == "pending"
+        queue = admin(gateway, "GET", "/admin/drafts").json()["data"]
+        expired = admin(gateway, "GET", "/admin/drafts?status=expired").json()["data"]
+        assert cg["approval"]["id"] in {d["id"] for d in queue + expired}
+    finally:
+        resp = admin(
+            gateway,
+            "DELETE",
+            "/admin/kill-switches/action_class:automation",
+            token=module_creds.oncall,
+            params={"reason": "drill over"},
+        )
+        assert resp.status_code == 200, resp.text
+
+
 def test_concurrent_decisions_have_exactly_one_winner(
     gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
 ) -> None:
