@@ -88,6 +88,10 @@ def _validate(settings: Settings, source: str, environ: Mapping[str, str]) -> li
     except BundleError as exc:
         raise ConfigError(str(exc)) from None
     check_routes(loaded, deployments, settings, source=source)
+    if settings.consent_service is not None:  # its key must be in the environment
+        from gateway.consent import ConsentClient
+
+        ConsentClient.from_settings(settings.consent_service, environ, source=source)
     compile_policy(loaded, "enforce", source=source)
     if settings.is_postgres() and settings.keys is None:
         raise ConfigError(f"{source}: keys: required with PostgreSQL state")

@@ -126,6 +126,12 @@ def run_cli(
             lambda c: c.update(consent_service={"url": "ftp://127.0.0.1:9/consent"}),
             "consent_service.url: must be an http(s) URL",
         ),
+        (
+            lambda c: c.update(
+                consent_service={"url": "http://127.0.0.1:9/c", "api_key_env": "NO_CONSENT_KEY"}
+            ),
+            "consent_service.api_key_env: environment variable NO_CONSENT_KEY is not set",
+        ),
     ],
 )
 def test_config_errors_name_file_and_path_and_exit_nonzero(
