@@ -8,7 +8,10 @@ incident responders flip. The helpers here are shared by the PostgreSQL/Redis te
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -213,6 +216,34 @@ def sqlite_gw(
     yield gw
 
 
+@pytest.fixture(scope="module")
+def mod_creds() -> Credentials:
+    return Credentials()
+
+
+@pytest.fixture(scope="module")
+def mod_tokens() -> Tokens:
+    return Tokens()
+
+
+@pytest.fixture(scope="module")
+def shared_gw(
+    upstream_server: UpstreamStub,
+    mod_creds: Credentials,
+    mod_tokens: Tokens,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GatewayProcess]:
+    """One two-worker gateway for the tests that leave no switch engaged behind them."""
+    gw = GatewayProcess.start(
+        tmp_path_factory.mktemp("gw-switches"),
+        config(upstream_server.url),
+        env={**mod_creds.env(), **mod_tokens.env()},
+        workers=2,
+    )
+    yield gw
+    gw.stop()
+
+
 def test_two_workers_on_sqlite_engage_release_restart_and_stream_cut(
     start_gateway: Callable[..., GatewayProcess],
     sqlite_gw: GatewayProcess,
@@ -291,8 +322,11 @@ def test_two_workers_on_sqlite_engage_release_restart_and_stream_cut(
     assert any(d["kill_switches"] == ["use_case:triage"] for d in refused)
 
 
-def test_scopes_modes_and_validation(sqlite_gw: GatewayProcess, creds: Credentials) -> None:
-    gw, oncall = sqlite_gw, creds.oncall
+def test_scopes_modes_and_validation(
+    shared_gw: GatewayProcess, mod_creds: Credentials, upstream: UpstreamStub
+) -> None:
+    gw, creds = shared_gw, mod_creds
+    oncall = creds.oncall
 
     def post(body: dict[str, str]) -> httpx.Response:
         return httpx.post(gw.url + "/admin/kill-switches", json=body, headers=op(oncall))
@@ -355,9 +389,9 @@ def test_scopes_modes_and_validation(sqlite_gw: GatewayProcess, creds: Credentia
 
 
 def test_only_incident_responders_flip(
-    sqlite_gw: GatewayProcess, creds: Credentials, tokens: Tokens
+    shared_gw: GatewayProcess, mod_creds: Credentials, mod_tokens: Tokens
 ) -> None:
-    gw = sqlite_gw
+    gw, creds, tokens = shared_gw, mod_creds, mod_tokens
     body = {"scope": "global", "mode": "halt", "reason": "x"}
     # a client key is not an operator token: 401
     for method, path in (
@@ -381,11 +415,10 @@ def test_only_incident_responders_flip(
     release(gw.url, creds.oncall, "global", settle=2)
 
 
-def test_cli_engages_and_releases(sqlite_gw: GatewayProcess, creds: Credentials) -> None:
-    import os
-    import subprocess
-    import sys
-
+def test_cli_engages_and_releases(
+    shared_gw: GatewayProcess, mod_creds: Credentials, upstream: UpstreamStub
+) -> None:
+    sqlite_gw, creds = shared_gw, mod_creds
     env = {**os.environ, "CASEGATE_URL": sqlite_gw.url, "CASEGATE_TOKEN": creds.oncall}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:

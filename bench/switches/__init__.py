@@ -1,0 +1,1 @@
+"""Kill-switch propagation benchmark: ``python -m bench.switches``."""
