@@ -44,6 +44,7 @@ from policies.schema import (
     RecommendationClass,
     RedactionSpec,
     ToolSpec,
+    Tripwire,
     UseCase,
 )
 from policies.switches import (
@@ -54,6 +55,7 @@ from policies.switches import (
     valid_scopes,
 )
 from policies.tools import ToolCall, ToolJudgement, ToolViolation, judge_tool_calls
+from policies.tripwires import CompiledTripwire, Trip, evaluate_tripwire
 
 __all__ = [
     "ACTION_CLASSES",
@@ -66,6 +68,7 @@ __all__ = [
     "CompiledPolicy",
     "CompiledRule",
     "CompiledTool",
+    "CompiledTripwire",
     "CompiledUseCase",
     "DataSet",
     "Decision",
@@ -85,11 +88,14 @@ __all__ = [
     "ToolJudgement",
     "ToolSpec",
     "ToolViolation",
+    "Trip",
+    "Tripwire",
     "UseCase",
     "check_eligibility",
     "decide",
     "default_bundle_path",
     "evaluate_switches",
+    "evaluate_tripwire",
     "facts_from_customer",
     "judge_tool_calls",
     "load_bundle",

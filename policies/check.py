@@ -156,6 +156,9 @@ def _describe(loaded: LoadedBundle, name: str) -> list[str]:
     lines.append(f"  max_tokens: {uc.max_tokens if uc.max_tokens is not None else '(no cap)'}")
     parts = ", ".join(sorted(uc.allowed_unscanned_parts)) or "(none)"
     lines.append(f"  unscanned content parts allowed: {parts}")
+    if uc.tripwires:  # shown only when there are some (older output stays byte-identical)
+        lines.append("  tripwires (engage a switch by themselves; never released by themselves):")
+        lines += [f"    {tw.describe()}" for tw in uc.tripwires]
     return lines
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from policies.facts import Facts
+from policies.tripwires import CompiledTripwire
 
 __all__ = [
     "CompiledArg",
@@ -175,6 +176,8 @@ class CompiledUseCase:
     draft_expires_after_s: int | None
     allowed_unscanned_parts: frozenset[str]
     eligibility: tuple[CompiledRule, ...]
+    #: thresholds that engage a kill switch by themselves (policies/tripwires.py)
+    tripwires: tuple[CompiledTripwire, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +195,7 @@ class CompiledPolicy:
     def tools(self) -> frozenset[str]:
         """Every tool on some use case's allowlist."""
         return frozenset(name for uc in self.use_cases.values() for name in uc.tools)
+
+    def tripwires(self) -> tuple[CompiledTripwire, ...]:
+        """Every use case's tripwires."""
+        return tuple(tw for uc in self.use_cases.values() for tw in uc.tripwires)

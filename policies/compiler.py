@@ -10,6 +10,7 @@ one `BundleError`, each with its path in the file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from types import MappingProxyType
@@ -26,8 +27,10 @@ from policies.compiled import (
     scalar_key,
 )
 from policies.durations import parse_duration
-from policies.errors import BundleError
+from policies.errors import BundleError, ScopeError
 from policies.schema import ArgConstraint, Bundle, EligibilityRule, ToolSpec, UseCase
+from policies.switches import parse_scope, valid_scopes
+from policies.tripwires import CompiledTripwire, compile_tripwire
 
 __all__ = ["compile_bundle"]
 
@@ -49,9 +52,41 @@ def compile_bundle(bundle: Bundle, *, sha256: str, source: str = "<bundle>") -> 
     }
     if errors:
         raise BundleError(source, errors)
-    return CompiledPolicy(
+    policy = CompiledPolicy(
         version=bundle.version, sha256=sha256, use_cases=MappingProxyType(use_cases)
     )
+    if any(uc.tripwires for uc in bundle.use_cases.values()):
+        policy = _with_tripwires(bundle, policy, errors)
+        if errors:
+            raise BundleError(source, errors)
+    return policy
+
+
+def _with_tripwires(bundle: Bundle, policy: CompiledPolicy, errors: _Errors) -> CompiledPolicy:
+    """Compile each use case's ``tripwires`` (their scopes need the compiled policy)."""
+    valid = valid_scopes(policy, {})
+
+    def valid_scope(text: str) -> str | None:
+        kind, sep, name = text.strip().partition(":")
+        if sep and kind.strip().lower() == "model" and name.strip():
+            return "model:" + name.strip()  # the bundle does not know the deployments
+        try:
+            return parse_scope(text, valid)
+        except ScopeError:
+            return None
+
+    seen: dict[str, str] = {}
+    compiled: dict[str, CompiledUseCase] = {}
+    for name, uc in policy.use_cases.items():
+        tripwires: list[CompiledTripwire] = []
+        for i, spec in enumerate(bundle.use_cases[name].tripwires):
+            at = f"use_cases.{name}.tripwires[{i}]"
+            if spec.name in seen:
+                errors.add(f"{at}.name", f"{spec.name!r} is also a tripwire at {seen[spec.name]}")
+            seen.setdefault(spec.name, at)
+            tripwires.append(compile_tripwire(spec, name, at, errors.add, valid_scope))
+        compiled[name] = dataclasses.replace(uc, tripwires=tuple(tripwires))
+    return dataclasses.replace(policy, use_cases=MappingProxyType(compiled))
 
 
 def _compile_use_case(name: str, uc: UseCase, at: str, errors: _Errors) -> CompiledUseCase:

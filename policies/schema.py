@@ -35,6 +35,7 @@ from policies.durations import parse_duration
 __all__ = [
     "ACTION_CLASSES",
     "RULE_PATHS",
+    "TRIPWIRE_KINDS",
     "UNSCANNED_PART_TYPES",
     "ActionClasses",
     "ArgConstraint",
@@ -47,6 +48,7 @@ __all__ = [
     "RedactionSpec",
     "Scalar",
     "ToolSpec",
+    "Tripwire",
     "UseCase",
 ]
 
@@ -320,6 +322,36 @@ class ActionClasses(_Model):
         return tuple(name for name in ACTION_CLASSES if getattr(self, name) is not None)
 
 
+#: What a tripwire watches (policies/tripwires.py computes the figures).
+TRIPWIRE_KINDS: tuple[str, ...] = (
+    "tool_calls_blocked_rate",
+    "redaction_rate_spike",
+    "upstream_error_rate",
+    "consent_failures",
+)
+
+
+class Tripwire(_Model):
+    """A threshold over a sliding window that engages a kill switch by itself.
+
+    Which of ``above``/``factor``/``baseline``/``min_count`` a kind takes is checked
+    in `policies.tripwires` (so the error names the field); the switch it engages is
+    never released automatically.
+    """
+
+    name: Name
+    kind: Literal[
+        "tool_calls_blocked_rate", "redaction_rate_spike", "upstream_error_rate", "consent_failures"
+    ]
+    mode: Literal["halt", "degrade"]
+    window: Duration = "5m"
+    scope: StrictStr | None = None
+    above: Number | None = None
+    factor: Number | None = None
+    baseline: Duration | None = None
+    min_count: NonNegativeInt | None = None
+
+
 class UseCase(_Model):
     """One kind of AI assistance, with everything that governs it."""
 
@@ -331,6 +363,7 @@ class UseCase(_Model):
     max_tokens: PositiveInt | None = None
     action_classes: ActionClasses
     allowed_unscanned_parts: list[Literal["image_url", "input_audio", "file"]] = []
+    tripwires: list[Tripwire] = []
 
 
 class Bundle(_Model):
