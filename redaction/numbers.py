@@ -27,29 +27,22 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .text import ascii_bytes
+
 __all__ = ["Run", "digit_clusters", "digit_mask", "digit_runs", "pick_windows"]
 
 _DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
 _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
-_MASK_CHUNK = 1024
 CLUSTER = re.compile(rb"0(?: {0,12}0)*")
 
 
 def digit_mask(text: str, fewest: int = 0) -> bytes | None:
     """One byte per character of `text` (see above); None if it has fewer than `fewest`
     ASCII digits."""
-    if text.isascii():
-        encoded = text.encode()
-        if fewest and len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
-            return None  # the common case, prose without numbers, in two C calls
-        return encoded.translate(_DIGIT_MASK)
-    # Encoding to ASCII with "?" for the rest keeps the offsets; per chunk, so that only
-    # the chunks holding non-ASCII characters take the encoder's slow path.
-    mask = b"".join(
-        text[i : i + _MASK_CHUNK].encode("ascii", "replace").translate(_DIGIT_MASK)
-        for i in range(0, len(text), _MASK_CHUNK)
-    )
-    return None if fewest and mask.count(b"0") < fewest else mask
+    encoded = ascii_bytes(text)
+    if fewest and len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
+        return None  # the common case, prose without numbers, in a few C calls
+    return encoded.translate(_DIGIT_MASK)
 
 
 # The number-based recognizers of one redactor scan the same region one after another:
@@ -71,6 +64,9 @@ def digit_clusters(text: str) -> tuple[tuple[int, int], ...]:
 
 
 _RUN = re.compile(
+    # Seven characters a run can hold, first: a shorter run is skipped (see
+    # MIN_RUN_DIGITS) and costs no match object; a shorter run's tail is shorter still.
+    r"(?=[0-9 .\-/()+]{7})"
     r"(?<![A-Za-z0-9_@+])(?<![A-Za-z0-9][\-/.])"  # not the tail of an identifier
     r"(?:\+|\(\+?)?[0-9]+(?:[ .\-/()]{1,3}[0-9]+)*"
 )

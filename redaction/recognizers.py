@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 from .numbers import Run, digit_clusters, digit_runs, pick_windows
+from .text import ascii_bytes
 from .validators import IBAN_LENGTHS, card_ok, iban_ok, ip_ok, nino_ok, ssn_ok
 
 __all__ = [
@@ -65,7 +66,14 @@ _EMAIL = re.compile(
     rf"|[ \t]{{1,2}}(?i:at)[ \t]{{1,2}}(?:{_LABEL}{_SPELLED_DOT}){{1,8}}{_TLD})"
     r"(?![\w\-@])"
 )
-_AT_MARKER = re.compile(r"at[ \t]?[\])}>]")
+_AT_MARKER = re.compile(rb"at[ \t]?[\])}>]")
+
+
+def _may_be_spelled(text: str) -> bool:
+    """Whether `text` holds "dot" or "at]" (any case; "at )" too): the spelled forms'
+    anchors. Looked for in its ASCII bytes: lower-casing a non-ASCII `str` is slow."""
+    lowered = ascii_bytes(text).lower()
+    return b"dot" in lowered or (b"at" in lowered and _AT_MARKER.search(lowered) is not None)
 
 
 class EmailRecognizer:
@@ -78,8 +86,7 @@ class EmailRecognizer:
     min_digits = 0
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        lowered = text.lower()
-        if "dot" in lowered or ("at" in lowered and _AT_MARKER.search(lowered) is not None):
+        if _may_be_spelled(text):
             yield from (found.span() for found in _EMAIL.finditer(text))
             return
         # Only "@" forms are possible: walk back from each "@" to where the address starts.
@@ -119,14 +126,19 @@ def _spoken_of(text: str, start: int) -> bool:
     return (start == 0 or text[start - 1] != "#") and _context(text, start, _PHONE_WORDS)
 
 
+def _window_start(run: Run, i: int) -> int:
+    """Where a window from group `i` starts: with the run's prefix, or its "("."""
+    if i == 0 and run.prefix:
+        return run.start
+    if i > 0 and run.seps[i - 1].endswith("("):
+        return run.groups[i][0] - 1
+    return run.groups[i][0]
+
+
 def _window(run: Run, i: int, j: int) -> tuple[int, int] | None:
     """The window's span with its parentheses, or None when they do not balance."""
     text = run.text
-    start, end = run.groups[i][0], run.groups[j][1]
-    if i == 0 and run.prefix:
-        start = run.start
-    elif i > 0 and run.seps[i - 1].endswith("("):
-        start -= 1
+    start, end = _window_start(run, i), run.groups[j][1]
     depth = text.count("(", start, end) - text.count(")", start, end)
     if depth == 1 and text.startswith(")", end):
         end += 1
@@ -148,16 +160,16 @@ class PhoneRecognizer:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
     def _judge(self, run: Run, i: int, j: int) -> tuple[int, int] | None:
-        span = _window(run, i, j)
-        if span is None:
-            return None
-        seps = run.seps[i:j]
-        if any(_PHONE_SEP.fullmatch(sep) is None for sep in seps):
-            return None
-        if sum(sep.count("/") for sep in seps) > 1:
-            return None
-        values = [run.text[s:e] for s, e in run.groups[i : j + 1]]
+        # The digits decide most windows, so they are looked at first; the separators
+        # and the parentheses only for a window whose digits make a phone number.
+        text = run.text
         international = i == 0 and "+" in run.prefix
+        if not international and not text.startswith("00", run.groups[i][0]):
+            count = sum(e - s for s, e in run.groups[i : j + 1])
+            if not 9 <= count <= 11:  # what `_national` accepts, and nothing else does
+                return None
+        seps = run.seps[i:j]
+        values = [text[s:e] for s, e in run.groups[i : j + 1]]
         if international and len(values) > 2 and values[1] == "0" and seps[0].endswith("("):
             values.pop(1)  # the "(0)" trunk digit of "+44 (0)20 ..."
         digits = "".join(values)
@@ -165,14 +177,19 @@ class PhoneRecognizer:
             return None
         lengths = [len(v) for v in values]
         if international:
-            return span if 8 <= len(digits) <= 15 and digits[0] != "0" else None
-        if digits.startswith("00") and lengths[0] >= 2:
+            ok = 8 <= len(digits) <= 15 and digits[0] != "0"
+        elif digits.startswith("00") and lengths[0] >= 2:
             rest = digits[2:]
             ok = 8 <= len(rest) <= 15 and rest[0] != "0"
-            if len(values) == 1:  # bare "0049..." only where a phone is talked about
-                ok = ok and _spoken_of(run.text, span[0])
-            return span if ok else None
-        return span if self._national(run.text, span[0], digits, lengths) else None
+            if ok and len(values) == 1:  # bare "0049..." only where a phone is talked about
+                ok = _spoken_of(text, _window_start(run, i))
+        else:
+            ok = self._national(text, _window_start(run, i), digits, lengths)
+        if not ok or any(_PHONE_SEP.fullmatch(sep) is None for sep in seps):
+            return None
+        if sum(sep.count("/") for sep in seps) > 1:
+            return None
+        return _window(run, i, j)
 
     @staticmethod
     def _national(text: str, start: int, digits: str, lengths: list[int]) -> bool:
@@ -327,6 +344,7 @@ _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _IPV4_AFTER = re.compile(r"[0-9A-Za-z_]|\.[0-9]")
 _VERSION_WORDS = re.compile(r"(?i:version|\bver\.?|\bv|build|release|firmware|\bapp)\s*[:#]?\s*$")
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:.")
+_HEX_COLON_RUN = re.compile(r"[0-9a-fA-F:.]*")
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -378,9 +396,7 @@ class Ipv6Recognizer:
             start = colon
             while start > 0 and text[start - 1] in _HEX_COLON:
                 start -= 1
-            end = colon
-            while end < n and text[end] in _HEX_COLON:
-                end += 1
+            end = _HEX_COLON_RUN.match(text, colon).end()  # type: ignore[union-attr]
             while end > colon + 1 and text[end - 1] == ".":  # a sentence's full stop
                 end -= 1
             while start < colon and text[start] == ".":

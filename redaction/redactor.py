@@ -173,21 +173,23 @@ class Redactor:
     ) -> tuple[str, list[tuple[int, int]]]:
         """The text with `found` replaced, and where the placeholders now stand in it."""
         original = view.original
+        # An unchanged view means there is nothing invisible to strip.
+        strip = (lambda part: part) if view.is_identity else strip_invisible
         out: list[str] = []
         placed: list[tuple[int, int]] = []
         size = 0
         last = 0
         for f in found:
             start, end = view.span(f.start, f.end)
-            before = strip_invisible(original[last:start])
-            ph = vault.placeholder(f.entity, strip_invisible(original[start:end]))
+            before = strip(original[last:start])
+            ph = vault.placeholder(f.entity, strip(original[start:end]))
             size += len(before)
             placed.append((size, size + len(ph)))
             size += len(ph)
             out += (before, ph)
             counts[f.entity] = counts.get(f.entity, 0) + 1
             last = end
-        out.append(strip_invisible(original[last:]))
+        out.append(strip(original[last:]))
         return "".join(out), placed
 
 

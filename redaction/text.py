@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["View", "is_invisible", "normalise", "normalise_value", "strip_invisible"]
+__all__ = [
+    "View",
+    "ascii_bytes",
+    "is_invisible",
+    "normalise",
+    "normalise_value",
+    "strip_invisible",
+]
 
 # Invisible code points that are not in category Cf: variation selectors, the whole tag
 # block (some of it unassigned, category Cn), Mongolian free variation selectors, the
@@ -34,6 +41,7 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 # Text is searched for non-ASCII characters chunk by chunk: `str.isascii` on a slice runs
 # at memory speed, the regular expression only on the chunks that need it.
 _CHUNK = 256
+_ENCODE_CHUNK = 1024
 
 
 def _non_ascii_runs(text: str) -> Iterator[tuple[int, int]]:
@@ -54,6 +62,18 @@ def is_invisible(ch: str) -> bool:
     if cp in _INVISIBLE_POINTS or unicodedata.category(ch) == "Cf":
         return True
     return any(lo <= cp <= hi for lo, hi in _INVISIBLE_RANGES)
+
+
+def ascii_bytes(text: str) -> bytes:
+    """`text` as ASCII bytes, b"?" for each other character (so offsets are kept)."""
+    if text.isascii():
+        return text.encode()
+    # Per chunk, so that only the chunks holding non-ASCII characters take the
+    # encoder's slow path.
+    return b"".join(
+        text[i : i + _ENCODE_CHUNK].encode("ascii", "replace")
+        for i in range(0, len(text), _ENCODE_CHUNK)
+    )
 
 
 def strip_invisible(text: str) -> str:

@@ -8,20 +8,20 @@
 
 A vault maps placeholders to the value as first written (invisible characters removed).
 Values are looked up by a normalised key per entity (case-folded e-mail, digits of a
-card, compressed IPv6, ...), so one value spelled two ways keeps one placeholder.
+card, expanded IPv6, ...), so one value spelled two ways keeps one placeholder.
 Restoring replaces only placeholders the vault holds, in one pass: a restored value is
 never scanned again, and an unknown placeholder stays as it is.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
 from .text import normalise_value, strip_invisible
+from .validators import ip_key
 
 __all__ = ["PLACEHOLDER", "StreamRestorer", "Vault", "canonical"]
 
@@ -55,10 +55,8 @@ def canonical(entity: str, value: str) -> str:
     if entity in ("IBAN", "UK_NINO"):
         return _NON_ALNUM.sub("", text).upper()
     if entity == "IP_ADDRESS":
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            return text.lower()
+        key = ip_key(text)
+        return text.lower() if key is None else key
     return " ".join(text.split()).casefold()
 
 
