@@ -50,6 +50,7 @@ from gateway.stages.respond import StreamGovernor, ToolGuard, govern_reply
 from gateway.stages.upstream import build_upstream
 from gateway.stores import StateUnavailable
 from gateway.switchboard import watch_stream
+from gateway.tripwires import record_call as record_tripwire_counts
 from policies import CompiledUseCase, Decision, FactsError, decide, facts_from_customer
 from redaction import RedactionError, Vault, minimise, strip_invisible
 from tracing import ServerSpan
@@ -321,6 +322,12 @@ async def _decide(rt: Runtime, call: Call) -> None:
         )
     call.decision = decision
     rec.kill_switches = list(decision.switches)
+    # model: switches on this route's deployments affect the call too (it falls back)
+    rec.kill_switches += [
+        f"model:{d.model}"
+        for d in rt.deployments.get(call.chat.model, ())
+        if d.model in decision.removed_models
+    ]
     rec.action_class_requested = decision.action_class_requested
     rec.action_class_applied = decision.action_class_applied
     rec.checks.append({"check": "eligibility", "on": "customer", "ok": decision.refusal is None})
@@ -620,6 +627,7 @@ def _observe_end(rt: Runtime, call: Call) -> None:
     """Metrics of a finished call (counters; non-stream overhead; a stream's operation)."""
     rec = call.rec
     count_call(rt.metrics, rt.telemetry, rec, known_use_case=call.uc is not None)
+    record_tripwire_counts(rt, rec, known_use_case=call.uc is not None)
     if call.provider_s is not None and not rec.stream:
         _observe_overhead(rt, call, call.provider_s)
     if call.attempt_obs is not None:

@@ -367,6 +367,14 @@ def test_scopes_modes_and_validation(
     resp = chat(gw.url, creds.helpdesk)
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "kill_switch_engaged"
+    assert resp.headers["x-should-retry"] == "false"
+    end = ended_event(
+        sqlite_events(gw.workdir / "casegate.db"), resp.headers["x-casegate-lineage-id"]
+    )
+    assert end["data"]["kill_switches"] == [
+        "model:openai/gpt-primary",
+        "model:openai/gpt-secondary",
+    ]
 
     # release: raw or percent-encoded scope, reason in the body or the query
     resp = httpx.request(
@@ -433,10 +441,10 @@ def test_cli_engages_and_releases(
     done = cli("kill", "engage", "route:support-default", "--reason", "provider outage")
     assert done.returncode == 0, done.stderr
     assert "route:support-default" in done.stdout
-    assert chat(sqlite_gw.url, creds.helpdesk).status_code == 503
+    until(lambda: refuses(sqlite_gw.url, creds.helpdesk, n=4), within=BOUND_S)
     bad = cli("kill", "engage", "route:nope", "--reason", "typo")
     assert bad.returncode == 1 and "route:support-default" in bad.stderr
     assert cli("kill", "engage", "global").returncode == 2  # --reason is required
     done = cli("kill", "release", "route:support-default", "--reason", "back")
     assert done.returncode == 0, done.stderr
-    assert chat(sqlite_gw.url, creds.helpdesk).status_code == 200
+    until(lambda: allows(sqlite_gw.url, creds.helpdesk, n=4), within=BOUND_S)
