@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import Credentials, gateway_config, new_key
-from tests.gateway.helpers import casegate, headers, user
+from tests.gateway.helpers import ROUTE_TO_QUEUE, SET_PRIORITY, casegate, headers, user
 from tests.kit.gateway import GatewayProcess
 from tests.kit.stub import Reply, UpstreamStub
 
@@ -394,6 +394,28 @@ def test_scopes_modes_and_validation(
     )
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "reason"
     release(gw.url, oncall, "action_class:automation", settle=2)
+
+    # tool: the tool no longer goes upstream; the record names the switch
+    engage(gw.url, oncall, "tool:set_priority", settle=2)
+    upstream.clear()
+    resp = FRESH.post(
+        gw.url + "/v1/chat/completions",
+        json={
+            "model": "support-default",
+            "messages": user("Route this"),
+            "tools": [SET_PRIORITY, ROUTE_TO_QUEUE],
+            **casegate(),
+        },
+        headers={"Authorization": f"Bearer {creds.helpdesk}", **headers(action_class="automation")},
+    )
+    assert resp.status_code == 200, resp.text
+    (sent,) = upstream.chat_requests
+    assert [t["function"]["name"] for t in sent.json["tools"]] == ["route_to_queue"]
+    end = ended_event(
+        sqlite_events(gw.workdir / "casegate.db"), resp.headers["x-casegate-lineage-id"]
+    )
+    assert end["data"]["kill_switches"] == ["tool:set_priority"]
+    release(gw.url, oncall, "tool:set_priority", settle=2)
 
 
 def test_only_incident_responders_flip(
