@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.stores import RecordEnd, RecordIndex, StateStore
-from tracing import ChainWriter
+from tracing import ZERO_HASH, ChainWriter
 
 __all__ = ["LineageRecord", "LineageWriter", "new_lineage_id"]
 
@@ -133,6 +133,11 @@ class LineageWriter:
         self.chain_id = chain or f"chain_{uuid.uuid4().hex[:16]}"
         self._chain = ChainWriter(self.chain_id)
         self._lock = asyncio.Lock()
+        #: a write failed: whether it committed is unknown (a cancellation can land after
+        #: COMMIT), so the next write first re-reads this chain's head from the store
+        self._resync = False
+        #: called with (seconds, ok) after each write (metrics: gateway/tripwires.py sets it)
+        self.on_write: Callable[[float, bool], None] | None = None
 
     async def _append(
         self,
@@ -142,15 +147,31 @@ class LineageWriter:
         end: RecordEnd | None = None,
     ) -> list[dict[str, Any]]:
         async with self._lock:
+            await self._resync_if_needed()
             seq, head = self._chain.seq, self._chain.head
             at = now_ms()
             events = [self._chain.next_event(t, lid, data, at_ms=at) for t, lid, data in items]
+            t0 = time.perf_counter()
             try:
                 await self.store.append_events(events, begin=begin, end=end)
             except BaseException:
                 self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
+                self._resync = True
+                self._resync = True
+                if self.on_write is not None:
+                    self.on_write(time.perf_counter() - t0, False)
                 raise
+            if self.on_write is not None:
+                self.on_write(time.perf_counter() - t0, True)
             return events
+
+    async def _resync_if_needed(self) -> None:
+        if not self._resync:
+            return
+        stored = await self.store.chain_head(self.chain_id)
+        seq, head = stored if stored is not None else (0, ZERO_HASH)
+        self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
+        self._resync = False
 
     def _index(self, rec: LineageRecord) -> RecordIndex:
         return RecordIndex(
@@ -194,12 +215,14 @@ class LineageWriter:
         """Recovery: write the ``interrupted`` end of a record another (dead) chain began.
         ``None`` when the record was already ended (by its writer or another recoverer)."""
         async with self._lock:
+            await self._resync_if_needed()
             seq, head = self._chain.seq, self._chain.head
             event = self._chain.next_event("request.ended", index.lineage_id, data, at_ms=now_ms())
             try:
                 done = await self.store.append_interrupted([event], index.lineage_id)
             except BaseException:
                 self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
+                self._resync = True
                 raise
             if not done:
                 self._chain = ChainWriter(self.chain_id, seq=seq, head=head)

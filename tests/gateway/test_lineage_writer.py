@@ -1,0 +1,76 @@
+"""The writer never forks or gaps its chain, even when a write fails after it committed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.lineage import LineageWriter
+from gateway.stores.sqlite import SqliteStore
+from tracing import verify_chains
+
+
+class CommitThenFail(SqliteStore):
+    """Commits the events, then raises, as a cancellation landing after COMMIT would."""
+
+    fail_next: BaseException | None = None
+
+    async def append_events(self, events: Any, **kwargs: Any) -> None:
+        await super().append_events(events, **kwargs)
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+
+
+@pytest.mark.parametrize("failure", [asyncio.CancelledError(), OSError("connection lost")])
+def test_a_write_that_committed_then_failed_does_not_fork_the_chain(
+    tmp_path: Path, failure: BaseException
+) -> None:
+    async def run() -> list[dict[str, Any]]:
+        store = CommitThenFail(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        writer = LineageWriter(store)
+        await writer.event("test.one", "lin_1", {})
+        store.fail_next = failure
+        with pytest.raises(type(failure)):
+            await writer.event("test.two", "lin_2", {})
+        await writer.event("test.three", "lin_3", {})  # resyncs from the store first
+        events = await store.all_events()
+        await store.close()
+        return events
+
+    events = asyncio.run(run())
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    assert [e["type"] for e in events] == ["test.one", "test.two", "test.three"]
+    assert verify_chains(events).ok
+
+
+def test_a_write_that_failed_before_commit_leaves_no_gap(tmp_path: Path) -> None:
+    class FailFirst(SqliteStore):
+        failed = False
+
+        async def append_events(self, events: Any, **kwargs: Any) -> None:
+            if not self.failed:
+                self.failed = True
+                raise OSError("disk unplugged")
+            await super().append_events(events, **kwargs)
+
+    async def run() -> list[dict[str, Any]]:
+        store = FailFirst(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        writer = LineageWriter(store)
+        with pytest.raises(OSError):
+            await writer.event("test.lost", "lin_1", {})
+        await writer.event("test.kept", "lin_2", {})
+        events = await store.all_events()
+        await store.close()
+        return events
+
+    events = asyncio.run(run())
+    assert [(e["seq"], e["type"]) for e in events] == [(1, "test.kept")]
+    assert verify_chains(events).ok
