@@ -50,10 +50,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Metrics",
+    "live_gauges",
     "metrics_directory",
     "metrics_route",
     "observe_attempt",
     "observe_call",
+    "observe_lineage_write",
     "observe_overhead",
     "start_metrics",
 ]
@@ -108,6 +110,23 @@ KILL_SWITCH_REFUSALS = Family(
     "counter",
     "Calls refused because a kill switch is engaged.",
 )
+# issue 11 (operations): tripwire firings and lineage writes
+TRIPWIRES_FIRED = Family(
+    "casegate_tripwire_fired_total",
+    "counter",
+    "Tripwires that engaged a kill switch, by use case, tripwire, kind and mode.",
+)
+LINEAGE_WRITE_FAILURES = Family(
+    "casegate_lineage_write_failures_total",
+    "counter",
+    "Lineage event writes that failed (the store did not commit them).",
+)
+LINEAGE_WRITE = Family(
+    "casegate_lineage_write_seconds",
+    "histogram",
+    "Time to make a batch of lineage events durable in the state store.",
+    attr.OVERHEAD_BUCKETS,
+)
 FAMILIES = {
     f.name: f
     for f in (
@@ -120,6 +139,9 @@ FAMILIES = {
         OPERATION_DURATION,
         TIME_TO_FIRST_CHUNK,
         TOKEN_USAGE,
+        TRIPWIRES_FIRED,
+        LINEAGE_WRITE_FAILURES,
+        LINEAGE_WRITE,
     )
 }
 WORKERS = "casegate_metrics_workers"
@@ -365,8 +387,98 @@ def observe_attempt(
 
 
 async def _serve(request: Request) -> Response:
-    metrics: Metrics = request.app.state.runtime.metrics
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    rt = request.app.state.runtime
+    metrics: Metrics = rt.metrics
+    text = metrics.render() + await live_gauges(rt)
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# -- issue 11: lineage writes, and gauges read from the state store at scrape time ----
+
+
+def observe_lineage_write(metrics: Metrics, seconds: float, ok: bool) -> None:
+    metrics.observe(LINEAGE_WRITE, {"outcome": "ok" if ok else "failed"}, max(0.0, seconds))
+    if not ok:
+        metrics.inc(LINEAGE_WRITE_FAILURES, {})
+
+
+def _gauge(name: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
+    for labels, value in samples:
+        key = json.dumps(list(labels.items()))
+        lines.append(f"{name}{_labels(key)} {_num(value)}")
+    return lines
+
+
+async def live_gauges(rt: Runtime) -> str:
+    """State-store-wide gauges, the same on every worker and replica (dashboards and
+    alerts take ``max``): switch state and who acknowledged it, the draft queue. A store
+    that does not answer within a second leaves them out (``casegate_state_up 0``)."""
+    import time
+
+    from gateway.switchboard import ACK_LIVE_MS
+
+    try:
+        async with asyncio.timeout(1.0):
+            control = await rt.store.read_control()
+            now = int(time.time() * 1000)
+            acks = await rt.store.acknowledgements(now - ACK_LIVE_MS)
+            pending, oldest_ms = await rt.store.draft_queue()
+    except Exception:
+        return "\n".join(_gauge("casegate_state_up", "The state store answered.", [({}, 0)]))
+    board = rt.switchboard
+    lines = _gauge("casegate_state_up", "The state store answered.", [({}, 1)])
+    lines += _gauge(
+        "casegate_kill_switches_engaged",
+        "Engaged kill switches, by mode.",
+        [
+            ({"mode": m}, sum(1 for r in control.switches if r.mode == m))
+            for m in ("halt", "degrade")
+        ],
+    )
+    lines += _gauge(
+        "casegate_kill_switch_engaged",
+        "1 for each engaged switch; source is operator or tripwire.",
+        [
+            (
+                {
+                    "scope": r.scope,
+                    "mode": r.mode,
+                    "source": "tripwire" if r.engaged_by.startswith("tripwire:") else "operator",
+                },
+                1,
+            )
+            for r in control.switches
+        ],
+    )
+    lines += _gauge(
+        "casegate_control_state_version",
+        "The switch/policy state version in the store.",
+        [({}, control.version)],
+    )
+    lines += _gauge(
+        "casegate_switch_worker_version",
+        "The state version this answering worker enforces.",
+        [({}, board.version if board is not None and board.version is not None else -1)],
+    )
+    lines += _gauge(
+        "casegate_switch_workers_live",
+        "Workers (all replicas) that acknowledged a state version in the last 30 s.",
+        [({}, len(acks))],
+    )
+    lines += _gauge(
+        "casegate_switch_workers_behind",
+        "Live workers whose acknowledged version is older than the store's.",
+        [({}, sum(1 for a in acks if a.version < control.version))],
+    )
+    lines += _gauge("casegate_drafts_pending", "Drafts awaiting approval.", [({}, pending)])
+    age = max(0.0, (now - oldest_ms) / 1000) if oldest_ms is not None else 0.0
+    lines += _gauge(
+        "casegate_drafts_oldest_pending_age_seconds",
+        "Age of the oldest draft awaiting approval (0 when none).",
+        [({}, round(age, 3))],
+    )
+    return "\n".join(lines) + "\n"
 
 
 def start_metrics(rt: Runtime, env: Mapping[str, str]) -> None:

@@ -51,6 +51,7 @@ from tracing import Telemetry, configure_telemetry
 
 if TYPE_CHECKING:
     from gateway.switchboard import Switchboard
+    from gateway.tripwires import Tripwires
 
 __all__ = ["ActivePolicy", "Runtime", "build_deployments"]
 
@@ -135,6 +136,8 @@ class Runtime:
     observed: ActivePolicy | None = None
     #: this worker's Prometheus counters (gateway/metrics.py), summed over workers
     metrics: Metrics = field(default_factory=lambda: Metrics(None))
+    #: tripwire counting and evaluation (gateway/tripwires.py), set by start()
+    tripwires: Tripwires | None = None
 
     def switches(self) -> tuple[Switch, ...]:
         # no switchboard yet: refuse automation, as a worker that never read the state
@@ -215,6 +218,9 @@ class Runtime:
         await start_switchboard(rt, env)
         await start_lineage_service(rt, env)  # heartbeat, recovery, checkpoints, retention
         start_metrics(rt, env)
+        from gateway.tripwires import start_tripwires
+
+        await start_tripwires(rt, env)  # after the metrics: it counts into rt.metrics
         return rt
 
     async def stop(self) -> None:

@@ -45,7 +45,14 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
     from gateway.stages.respond import ToolGuard
 
-__all__ = ["UNREAD", "StreamCut", "Switchboard", "start_switchboard", "watch_stream"]
+__all__ = [
+    "UNREAD",
+    "StreamCut",
+    "Switchboard",
+    "engage_switch",
+    "start_switchboard",
+    "watch_stream",
+]
 
 log = logging.getLogger("casegate.switchboard")
 
@@ -201,6 +208,38 @@ async def start_switchboard(rt: Runtime, environ: Mapping[str, str]) -> Switchbo
     rt.background.append(asyncio.create_task(fanout.listen(board.wake), name="casegate-fanout"))
     rt.closers.append(board.stop)
     return board
+
+
+async def engage_switch(
+    rt: Runtime,
+    scope: str,
+    mode: str,
+    reason: str,
+    by: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> int:
+    """Engage (or re-engage) *scope*: durable in the store, fanned out, in force on this
+    worker, and a ``switch.engaged`` lineage event ``{scope, mode, reason, by, version}``
+    (plus *extra*). The one path of an operator's flip (the admin API) and of a tripwire
+    (gateway/tripwires.py), so both are enforced, acknowledged and audited alike."""
+    from gateway.lineage import new_lineage_id
+
+    row = SwitchRow(scope, mode, reason, by, int(time.time() * 1000))
+    version = await rt.store.engage_switch(row)
+    board = rt.switchboard
+    assert board is not None
+    await board.after_write(version)
+    data: dict[str, Any] = {
+        "scope": scope,
+        "mode": mode,
+        "reason": reason,
+        "by": by,
+        "version": version,
+        **(extra or {}),
+    }
+    await rt.lineage.event("switch.engaged", new_lineage_id(), data)
+    return version
 
 
 # -- streams in flight --------------------------------------------------------------

@@ -27,8 +27,7 @@ from gateway.api import JSONBytes
 from gateway.errors import InvalidRequest, NotFound
 from gateway.lineage import new_lineage_id
 from gateway.runtime import Runtime
-from gateway.stores.base import SwitchRow
-from gateway.switchboard import ACK_LIVE_MS, describe
+from gateway.switchboard import ACK_LIVE_MS, describe, engage_switch
 from policies import ScopeError, parse_scope, valid_scopes
 
 __all__ = ["OPERATIONS", "routes"]
@@ -93,16 +92,7 @@ async def engage(request: Request) -> Response:
     rt = runtime(request)
     scope = _scope(rt, body.scope, param="scope")
     reason = _reason(body.reason)
-    row = SwitchRow(scope, body.mode, reason, op.name, int(time.time() * 1000))
-    version = await rt.store.engage_switch(row)
-    board = rt.switchboard
-    assert board is not None
-    await board.after_write(version)
-    await rt.lineage.event(
-        "switch.engaged",
-        new_lineage_id(),
-        {"scope": scope, "mode": body.mode, "reason": reason, "by": op.name, "version": version},
-    )
+    await engage_switch(rt, scope, body.mode, reason, op.name)  # shared with tripwires
     return JSONBytes(await state(rt))
 
 

@@ -268,7 +268,14 @@ class LineageQueries(Protocol):
     async def sweep_draft_texts(self, decided_before_ms: int) -> int: ...
 
 
-class StateStore(DraftStore, CounterStore, SwitchStore, LineageQueries, Protocol):
+class OpsStore(Protocol):
+    """Reads for operations (issue 11): tripwire window counts, draft-queue gauges."""
+
+    async def counter_series(self, key: str, first: int, last: int) -> dict[int, int]: ...
+    async def draft_queue(self) -> tuple[int, int | None]: ...
+
+
+class StateStore(DraftStore, CounterStore, SwitchStore, LineageQueries, OpsStore, Protocol):
     kind: str
 
     async def open(self) -> None: ...

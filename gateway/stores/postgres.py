@@ -32,6 +32,7 @@ from gateway.stores.migrations import MIGRATIONS
 from gateway.stores.postgres_drafts import PostgresDrafts
 from gateway.stores.postgres_limits import PostgresCounters
 from gateway.stores.postgres_lineage import PostgresLineage
+from gateway.stores.postgres_ops import PostgresOps
 from gateway.stores.postgres_switches import PostgresSwitches
 
 __all__ = ["PostgresStore"]
@@ -39,7 +40,9 @@ __all__ = ["PostgresStore"]
 _MIGRATE_LOCK = 0x6361736567617465  # "casegate"
 
 
-class PostgresStore(PostgresDrafts, PostgresCounters, PostgresSwitches, PostgresLineage):
+class PostgresStore(
+    PostgresDrafts, PostgresCounters, PostgresSwitches, PostgresLineage, PostgresOps
+):
     kind = "postgres"
 
     def __init__(self, url: str, *, pool_size: int = 4, schema: str | None = None) -> None:

@@ -31,12 +31,13 @@ from gateway.stores.migrations import MIGRATIONS
 from gateway.stores.sqlite_drafts import SqliteDrafts
 from gateway.stores.sqlite_limits import SqliteCounters
 from gateway.stores.sqlite_lineage import SqliteLineage
+from gateway.stores.sqlite_ops import SqliteOps
 from gateway.stores.sqlite_switches import SqliteSwitches
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage):
+class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, SqliteOps):
     kind = "sqlite"
 
     def __init__(self, path: Path) -> None:
