@@ -65,10 +65,35 @@ def _check_canonical(obj: Any, path: str) -> None:
     raise TypeError(f"{type(obj).__name__} at {path or '$'} is not JSON")
 
 
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
+def _plainly_canonical(obj: Any) -> bool:
+    """The fast check, on exact built-in types only: True means canonical. False means
+    "look closer" (a float, a bad key, or merely a Mapping or str subclass), which
+    :func:`_check_canonical` then decides, with the path in its message. The walk
+    costs a few microseconds per event instead of tens."""
+    kind = type(obj)
+    if kind is dict:
+        for key, value in obj.items():
+            if type(key) is not str:
+                return False
+            if type(value) not in _SCALARS and not _plainly_canonical(value):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for value in obj:
+            if type(value) not in _SCALARS and not _plainly_canonical(value):
+                return False
+        return True
+    return kind in _SCALARS
+
+
 def canonical_json(obj: Any) -> bytes:
     """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
     as UTF-8 bytes; ``TypeError`` on floats, non-string keys and non-JSON types."""
-    _check_canonical(obj, "")
+    if not _plainly_canonical(obj):
+        _check_canonical(obj, "")
     # A Mapping that is not a dict would not be encodable; normalise nested ones.
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_mapping
