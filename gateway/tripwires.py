@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.metrics import TRIPWIRES_FIRED, observe_lineage_write
+from gateway.metrics import LINEAGE_WRITE_FAILURES, TRIPWIRES_FIRED, observe_lineage_write
 from gateway.settings import ConfigError
 from policies import CompiledTripwire, ScopeError, Trip, evaluate_tripwire, parse_scope
 from policies import valid_scopes as bundle_scopes
@@ -256,8 +256,7 @@ class Tripwires:
 
         await engage_switch(rt, scope, tw.mode, reason[:1000], tw.engaged_by, extra=extra)
         self.fired.append(trip)
-        labels = {"use_case": tw.use_case, "tripwire": tw.name, "kind": tw.kind, "mode": tw.mode}
-        rt.metrics.inc(TRIPWIRES_FIRED, labels)
+        rt.metrics.inc(TRIPWIRES_FIRED, _fired_labels(tw))
         log.warning("tripwire %s engaged %s (%s): %s", tw.name, scope, tw.mode, trip.summary)
 
 
@@ -284,4 +283,12 @@ async def start_tripwires(rt: Runtime, env: Mapping[str, str]) -> Tripwires:
     rt.closers.append(counters.close)
     rt.background.append(asyncio.create_task(tripwires.run(), name="casegate-tripwires"))
     rt.lineage.on_write = lambda seconds, ok: observe_lineage_write(rt.metrics, seconds, ok)
+    # series that alerts compute increase() over exist from the start, at 0
+    rt.metrics.inc(LINEAGE_WRITE_FAILURES, {}, 0)
+    for tw in rt.policy.loaded.policy.tripwires():
+        rt.metrics.inc(TRIPWIRES_FIRED, _fired_labels(tw), 0)
     return tripwires
+
+
+def _fired_labels(tw: CompiledTripwire) -> dict[str, str]:
+    return {"use_case": tw.use_case, "tripwire": tw.name, "kind": tw.kind, "mode": tw.mode}

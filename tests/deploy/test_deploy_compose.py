@@ -82,10 +82,17 @@ def test_services(compose: dict[str, Any]) -> None:
         "redis",
         "otel-collector",
         "jaeger",
+        "prometheus",  # deploy/observability/ (tests/deploy/test_deploy_observability.py)
+        "grafana",
     }
-    # only the load balancer and the Jaeger UI are published, on loopback only
+    # only the load balancer and the UIs are published, on loopback only
     published = {name: s["ports"] for name, s in compose["services"].items() if "ports" in s}
-    assert published == {"lb": ["127.0.0.1:8080:8080"], "jaeger": ["127.0.0.1:16686:16686"]}
+    assert published == {
+        "lb": ["127.0.0.1:8080:8080"],
+        "jaeger": ["127.0.0.1:16686:16686"],
+        "prometheus": ["127.0.0.1:9090:9090"],
+        "grafana": ["127.0.0.1:3000:3000"],
+    }
 
 
 def test_dependencies_and_health_checks(compose: dict[str, Any]) -> None:
