@@ -44,13 +44,25 @@ def _rows(session: Session, state: dict[str, Any]) -> str:
             f'<tr data-scope="{esc(s.get("scope"))}">'
             f"<td><code>{esc(s.get('scope'))}</code></td>"
             f'<td><span class="badge {esc(mode)}">{esc(mode)}</span></td>'
-            f"<td>{esc(s.get('reason'))}</td><td>{esc(s.get('engaged_by'))}</td>"
+            f"<td>{esc(s.get('reason'))}</td><td>{_engaged_by(s.get('engaged_by'))}</td>"
             f"<td><time>{esc(s.get('engaged_at'))}</time></td>"
             '<td><form method="post" action="/console/switches/release">'
             f'{form_csrf(session)}<input type="hidden" name="scope" value="{esc(s.get("scope"))}">'
             '<button type="submit" class="danger">Release…</button></form></td></tr>'
         )
     return "".join(out)
+
+
+def _engaged_by(by: Any) -> str:
+    """An operator's name, or a tripwire (issue 11) marked as an automatic engagement;
+    the figures that tripped it are in the reason beside it."""
+    text = str(by or "")
+    if text.startswith("tripwire:"):
+        return (
+            '<span class="badge tripwire" title="engaged automatically by a bundle tripwire; '
+            f'never released automatically">automatic</span> <code>{esc(text)}</code>'
+        )
+    return esc(text)
 
 
 def _acks(state: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ force on both replicas within the contract's second; exactly one `switch.engaged
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -208,6 +209,26 @@ def test_consent_failures_engage_halt(
     refused = plain(gw.url, key)
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "kill_switch_engaged"
+
+    # the console's switches page names the tripwire, marks it automatic, shows the figures
+    page = console_page(gw.url, oncall, "/console/switches")
+    assert "<code>tripwire:consent-down</code>" in page
+    assert '<span class="badge tripwire"' in page
+    assert "4 consent-service failures in 1m (&gt; 3)" in page
+
+
+def console_page(url: str, token: str, path: str) -> str:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        form = client.get("/console/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        signed = client.post(
+            "/console/login", data={"token": token, "csrf": csrf.group(1), "next": path}
+        )
+        assert signed.status_code == 303, signed.text
+        page = client.get(path)
+        assert page.status_code == 200
+        return page.text
 
 
 @pytest.mark.postgres
