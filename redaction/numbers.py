@@ -29,7 +29,15 @@ from dataclasses import dataclass
 
 from .text import ascii_bytes
 
-__all__ = ["Run", "digit_clusters", "digit_mask", "digit_runs", "pick_windows"]
+__all__ = [
+    "CLUSTER",
+    "Run",
+    "digit_clusters",
+    "digit_mask",
+    "digit_runs",
+    "know_clusters",
+    "pick_windows",
+]
 
 _DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
 _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
@@ -48,6 +56,12 @@ def digit_mask(text: str, fewest: int = 0) -> bytes | None:
 # The number-based recognizers of one redactor scan the same region one after another:
 # the last region's clusters and runs are kept (one tuple swap, safe between threads).
 _last_clusters: tuple[str, tuple[tuple[int, int], ...]] = ("", ())
+
+
+def know_clusters(text: str, clusters: tuple[tuple[int, int], ...]) -> None:
+    """Hand `digit_clusters` the clusters of `text`, found while scanning a text around it."""
+    global _last_clusters
+    _last_clusters = (text, clusters)
 
 
 def digit_clusters(text: str) -> tuple[tuple[int, int], ...]:

@@ -66,14 +66,23 @@ _EMAIL = re.compile(
     rf"|[ \t]{{1,2}}(?i:at)[ \t]{{1,2}}(?:{_LABEL}{_SPELLED_DOT}){{1,8}}{_TLD})"
     r"(?![\w\-@])"
 )
-_AT_MARKER = re.compile(rb"at[ \t]?[\])}>]")
 
 
 def _may_be_spelled(text: str) -> bool:
     """Whether `text` holds "dot" or "at]" (any case; "at )" too): the spelled forms'
-    anchors. Looked for in its ASCII bytes: lower-casing a non-ASCII `str` is slow."""
-    lowered = ascii_bytes(text).lower()
-    return b"dot" in lowered or (b"at" in lowered and _AT_MARKER.search(lowered) is not None)
+    anchors. Read from its ASCII bytes: lower-casing a non-ASCII `str` is slow; and
+    "at" before a closing bracket from the brackets, which are rare in prose."""
+    raw = ascii_bytes(text)
+    if b"dot" in raw.lower():
+        return True
+    for close in b"])}>":
+        pos = raw.find(close)
+        while pos != -1:
+            before = raw[max(0, pos - 3) : pos].lower()
+            if before.endswith(b"at") or (before[-1:] in (b" ", b"\t") and before[-3:-1] == b"at"):
+                return True
+            pos = raw.find(close, pos + 1)
+    return False
 
 
 class EmailRecognizer:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import RedactionError, UnknownEntityError
-from .numbers import CLUSTER, digit_mask
+from .numbers import CLUSTER, digit_mask, know_clusters
 from .recognizers import BUILTIN, Recognizer
 from .text import View, normalise, strip_invisible
 from .vault import PLACEHOLDER, Vault
@@ -48,11 +48,12 @@ _MAX_ROUNDS = 8
 
 # A confirming scan reads whole stretches of text between cuts: after a newline, and
 # after ". " followed by an ASCII letter (a sentence break no built-in pattern, digit
-# run or keyword window crosses). It starts `_LOOKBACK` characters before its first cut
-# (the IPv4 version check reads 20 characters back, across a newline) and covers the
-# `_REACH` characters after a placeholder (whose spans that check can see it from).
+# run or keyword window crosses). The one reader that crosses a newline is the IPv4
+# version check, 20 characters back: after a newline cut a scan starts `_LOOKBACK`
+# characters early, and the stretch after a newline less than `_REACH` characters past
+# a placeholder is read too. Elsewhere two characters early (the look-behinds) suffice.
 _LOOKBACK = 24
-_REACH = 24
+_REACH = 21
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -107,13 +108,19 @@ class Redactor:
             found = self._detect(view)
             if not found:  # an unchanged view means there was nothing invisible to strip
                 return Redacted(text if view.is_identity else strip_invisible(text), counts)
-            for _ in range(_MAX_ROUNDS - 1):
+            # Each round replaces at least one character that is not a placeholder, so
+            # rounds near placeholders end by themselves; a chain such as "x+1000000+1000000
+            # ..." (each number a phone only once its neighbour is a placeholder) takes one
+            # round per link. Whole-text rounds, with extra recognizers, are bounded.
+            rounds = len(text) + 1 if self._local else _MAX_ROUNDS - 1
+            for _ in range(rounds):
                 current, placed = self._replace(view, found, vault, counts)
-                view = normalise(current)
-                if self._local and view.is_identity:
-                    found = self._detect_near(current, placed)
+                if view.is_identity:  # placeholders are ASCII: the text is still its view
+                    view = View(current, current)
                 else:
-                    found = self._detect(view)
+                    view = normalise(current)
+                    placed = [m.span() for m in PLACEHOLDER.finditer(view.text)]
+                found = self._detect_near(view, placed) if self._local else self._detect(view)
                 if not found:  # `_replace` already dropped the invisible characters
                     return Redacted(current, counts)
         except RedactionError:
@@ -141,8 +148,9 @@ class Redactor:
         for rec, rank in self._anywhere:
             found.extend(_spans(rec, text, 0, rank))
         if self._digit_based:
-            for start, end, digits in _regions(text, self._fewest_digits):
+            for start, end, digits, clusters in _regions(text, self._fewest_digits):
                 region = text[start:end]
+                know_clusters(region, tuple((s - start, e - start) for s, e in clusters))
                 for rec, rank, min_digits in self._digit_based:
                     if digits >= min_digits:
                         found.extend(_spans(rec, region, start, rank))
@@ -153,12 +161,14 @@ class Redactor:
             found = [f for f in found if not any(f.start < e and s < f.end for s, e in protected)]
         return _resolve(found)
 
-    def _detect_near(self, text: str, placed: list[tuple[int, int]]) -> list[_Found]:
-        """What `_detect` finds in `text` (its own view), given that only the stretches
-        around the `placed` placeholders can hold anything new."""
+    def _detect_near(self, view: View, placed: list[tuple[int, int]]) -> list[_Found]:
+        """What `_detect` finds in `view`, given that only the stretches around the
+        `placed` placeholders (view offsets; more of them do no harm) can hold anything
+        new."""
+        text = view.text
         found: list[_Found] = []
         for start, end in _windows(text, placed):
-            begin = max(0, start - _LOOKBACK)
+            begin = max(0, start - (_LOOKBACK if text[start - 1 : start] == "\n" else 2))
             part = text[begin:end]
             found.extend(
                 _Found(f.start + begin, f.end + begin, f.entity, f.rank)
@@ -202,9 +212,12 @@ def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Foun
         yield _Found(start + offset, end + offset, entity, rank)
 
 
-def _regions(text: str, fewest: int) -> list[tuple[int, int, int]]:
-    """(start, end, digit count) of the merged regions around digit clusters."""
-    regions: list[tuple[int, int, int]] = []
+def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[tuple[int, int]]]]:
+    """(start, end, digit count, clusters) of the merged regions around digit clusters.
+
+    The clusters are kept for the recognizers (`know_clusters`): a region never cuts one.
+    """
+    regions: list[tuple[int, int, int, list[tuple[int, int]]]] = []
     mask = digit_mask(text, fewest)
     if mask is None:
         return regions  # too few digits for any recognizer: skip the cluster scan
@@ -212,24 +225,23 @@ def _regions(text: str, fewest: int) -> list[tuple[int, int, int]]:
     # the previous one is merged without looking for either's whitespace.
     size = len(text)
     start = end = digits = 0
+    clusters: list[tuple[int, int]] = []
     for m in CLUSTER.finditer(mask):
-        count = mask.count(b"0", m.start(), m.end())
-        lo, hi = max(0, m.start() - _MARGIN), min(size, m.end() + _MARGIN)
-        if digits and lo <= end:
-            end, digits = hi, digits + count
-            continue
-        if digits:
+        first, last = m.span()
+        count = mask.count(b"0", first, last)
+        lo, hi = max(0, first - _MARGIN), min(size, last + _MARGIN)
+        if digits and lo > end:
             end = _space_at_or_after(text, end)
             lo = _space_before(text, lo)
-            if lo <= end:
-                end, digits = hi, digits + count
-                continue
-            regions.append((start, end, digits))
+            if lo > end:
+                regions.append((start, end, digits, clusters))
+                digits = 0
+        if digits:
+            end, digits = hi, digits + count
+            clusters.append((first, last))
         else:
-            lo = _space_before(text, lo)
-        start, end, digits = lo, hi, count
-    if digits:
-        regions.append((start, _space_at_or_after(text, end), digits))
+            start, end, digits, clusters = _space_before(text, lo), hi, count, [(first, last)]
+    regions.append((start, _space_at_or_after(text, end), digits, clusters))  # enough digits
     return [r for r in regions if r[2] >= fewest]
 
 
@@ -258,7 +270,9 @@ def _windows(text: str, placed: list[tuple[int, int]]) -> list[tuple[int, int]]:
     windows: list[tuple[int, int]] = []
     for start, end in placed:
         begin = _cut_before(text, max(0, start - 2))
-        stop = _cut_after(text, min(len(text), end + _REACH))
+        stop = _cut_after(text, end)
+        if stop < end + _REACH and text[stop - 1] == "\n":
+            stop = _cut_after(text, min(len(text), end + _REACH))
         if windows and begin <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(stop, windows[-1][1]))
         else:

@@ -38,9 +38,11 @@ _INVISIBLE_RANGES = (
 )
 _INVISIBLE_POINTS = frozenset({0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0})
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-# Text is searched for non-ASCII characters chunk by chunk: `str.isascii` on a slice runs
-# at memory speed, the regular expression only on the chunks that need it.
-_CHUNK = 256
+# Text is searched for non-ASCII characters chunk by chunk, and a chunk that has some by
+# smaller parts: `str.isascii` on a slice runs at memory speed, the regular expression
+# only on the parts that need it.
+_CHUNK = 1024
+_SUBCHUNK = 64
 _ENCODE_CHUNK = 1024
 
 
@@ -48,9 +50,13 @@ def _non_ascii_runs(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of the non-ASCII runs of `text` (a run may be split at a chunk edge)."""
     for base in range(0, len(text), _CHUNK):
         chunk = text[base : base + _CHUNK]
-        if not chunk.isascii():
-            for m in _NON_ASCII.finditer(chunk):
-                yield base + m.start(), base + m.end()
+        if chunk.isascii():
+            continue
+        for sub in range(0, len(chunk), _SUBCHUNK):
+            part = chunk[sub : sub + _SUBCHUNK]
+            if not part.isascii():
+                for m in _NON_ASCII.finditer(part):
+                    yield base + sub + m.start(), base + sub + m.end()
 
 
 @lru_cache(maxsize=8192)
@@ -64,16 +70,26 @@ def is_invisible(ch: str) -> bool:
     return any(lo <= cp <= hi for lo, hi in _INVISIBLE_RANGES)
 
 
+# Several recognizers read the same text's bytes one after another: the last text's
+# are kept (one tuple swap, safe to share between threads).
+_last_bytes: tuple[str, bytes] = ("", b"")
+
+
 def ascii_bytes(text: str) -> bytes:
     """`text` as ASCII bytes, b"?" for each other character (so offsets are kept)."""
+    global _last_bytes
+    cached_text, cached = _last_bytes
+    if cached_text is text:
+        return cached
     if text.isascii():
-        return text.encode()
-    # Per chunk, so that only the chunks holding non-ASCII characters take the
-    # encoder's slow path.
-    return b"".join(
-        text[i : i + _ENCODE_CHUNK].encode("ascii", "replace")
-        for i in range(0, len(text), _ENCODE_CHUNK)
-    )
+        encoded = text.encode()
+    else:  # per chunk, so that only chunks with non-ASCII take the encoder's slow path
+        encoded = b"".join(
+            text[i : i + _ENCODE_CHUNK].encode("ascii", "replace")
+            for i in range(0, len(text), _ENCODE_CHUNK)
+        )
+    _last_bytes = (text, encoded)
+    return encoded
 
 
 def strip_invisible(text: str) -> str:

@@ -42,6 +42,10 @@ IBAN_LENGTHS: dict[str, int] = {
 # Amex 34/37; Diners 30/36/38/39; JCB 35 (and the old 15-digit 1800/2131); Discover,
 # UnionPay, Maestro 5x/6x.
 _CARD_PREFIX = re.compile(r"4|5[0-8]|2[2-7]|3[04-9]|6|1800|2131")
+# ISO 7064 reads A as 10 ... Z as 35 (either case, as `int(ch, 36)` does).
+_LETTER_VALUES = {
+    ord(ch): str(int(ch, 36)) for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+}
 _NINO_FIRST_BAD = frozenset("DFIQUV")
 _NINO_SECOND_BAD = frozenset("DFIOQUV")
 _NINO_PREFIX_BAD = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
@@ -75,7 +79,7 @@ def iban_ok(iban: str) -> bool:
     if not iban.isalnum() or not iban.isascii():
         return False
     rearranged = iban[4:] + iban[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    return int(rearranged.translate(_LETTER_VALUES)) % 97 == 1
 
 
 def ssn_ok(area: str, group: str, serial: str) -> bool:

@@ -62,6 +62,19 @@ def test_email_window_search_finds_each_address_once() -> None:
     assert found(EMAIL, "x" * 70 + "@b.co") == []  # local part over 64 characters
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ana [AT] example.com (see)", ["ana [AT] example.com"]),  # "at" right before "]"
+        ("ana (at ) example.com", ["ana (at ) example.com"]),  # ... or a space before ")"
+        ("ana [x] example.com, ok (what)", []),  # brackets without "at"
+        ("\u20ac ana <at> example.com", ["ana <at> example.com"]),  # non-ASCII text
+    ],
+)
+def test_spelled_at_is_found_from_the_closing_bracket(text: str, expected: list[str]) -> None:
+    assert found(EMAIL, text) == expected
+
+
 @table(
     PHONE,
     [
@@ -116,6 +129,7 @@ def test_phone(rec: Recognizer, value: str, expected: bool) -> None:
         ("qty 2 020 7946 0958", ["020 7946 0958"]),
         ("call 020 7946 0958. 3 days", ["020 7946 0958"]),
         ("tel (020) 7946 0958", ["(020) 7946 0958"]),
+        ("call (020 7946 0958) now", ["(020 7946 0958)"]),  # the closing ")" is taken
         ("(call 202 555 0173)", ["202 555 0173"]),
         ("020 7946 0958 2345 6789", ["020 7946 0958"]),  # the longest valid window
         ("call 020 7946 0958 15/01/2026", ["020 7946 0958"]),  # a window stops at a date

@@ -18,7 +18,7 @@ from collections import defaultdict
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from redaction import ENTITIES, Redactor, Vault, strip_invisible
+from redaction import ENTITIES, RedactionError, Redactor, Vault, strip_invisible
 from redaction.vault import PLACEHOLDER
 
 REDACTOR = Redactor(ENTITIES)
@@ -100,7 +100,11 @@ def test_redact_never_raises_and_is_idempotent(text: str) -> None:
 @settings(max_examples=600, deadline=None)
 @given(TEXTS)
 def test_scans_near_new_placeholders_find_what_full_scans_find(text: str) -> None:
-    assert REDACTOR.redact(text, Vault()) == FULL_SCANS.redact(text, Vault())
+    try:
+        full = FULL_SCANS.redact(text, Vault())
+    except RedactionError:  # a chain of reveals longer than the whole-text round limit
+        assume(False)
+    assert REDACTOR.redact(text, Vault()) == full
 
 
 @settings(max_examples=400, deadline=None)

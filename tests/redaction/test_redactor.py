@@ -15,6 +15,7 @@ from redaction import (
     Vault,
     strip_invisible,
 )
+from redaction.redactor import _regions
 
 ALL = Redactor(ENTITIES)
 
@@ -257,10 +258,21 @@ def test_confirming_scan_ignores_what_only_its_lookback_shows() -> None:
     assert FULL.redact(text, Vault()).text == redact(text)
 
 
-def test_text_still_changed_by_normalising_is_confirmed_in_full() -> None:
+def test_text_still_changed_by_normalising_is_confirmed_near_every_placeholder() -> None:
     # The fullwidth digits stay in the output, so its view is not the text itself.
-    text = "\uff14\uff11\uff11\uff11 a@b.co"
-    assert redact(text) == "\uff14\uff11\uff11\uff11 <EMAIL_1>"
+    text = "\uff14\uff11\uff11\uff11 <EMAIL_7> a@b.co"
+    assert redact(text) == "\uff14\uff11\uff11\uff11 <EMAIL_7> <EMAIL_1>"
+
+
+@pytest.mark.parametrize("lead", ["", "\uff14 "])
+def test_a_chain_of_numbers_revealed_one_by_one_is_followed_to_its_end(lead: str) -> None:
+    # Each "+10000000" is a phone number only once the one before it is a placeholder
+    # (before that it is the tail of an identifier): twelve rounds, more than the eight
+    # whole-text rounds allowed.
+    text = lead + "a@b.co+10000000" + "+10000000" * 11
+    assert redact(text) == lead + "<EMAIL_1>" + "<PHONE_1>" * 12
+    with pytest.raises(RedactionError, match="fixed point"):
+        FULL.redact(text, Vault())
 
 
 def test_invisible_characters_are_dropped_with_or_without_findings() -> None:
@@ -268,3 +280,12 @@ def test_invisible_characters_are_dropped_with_or_without_findings() -> None:
     assert redact("mail\u200b a@b.co") == "mail <EMAIL_1>"
     text = "plain ascii"
     assert ALL.redact(text, Vault()).text is text
+
+
+def test_regions_merge_when_their_margins_meet_inside_a_long_word() -> None:
+    # 120 letters apart: the bare 48-character margins do not meet, but both end inside
+    # the same word, and a region is widened to whitespace.
+    text = "4111 1111 1111 1111 " + "x" * 120 + " 5555 5555 5555 4444"
+    regions = _regions(text, 4)
+    assert [(start, end, digits) for start, end, digits, _ in regions] == [(0, len(text), 32)]
+    assert redact(text) == "<CREDIT_CARD_1> " + "x" * 120 + " <CREDIT_CARD_2>"

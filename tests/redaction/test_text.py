@@ -89,3 +89,9 @@ def test_visible_non_ascii_text_is_returned_as_is() -> None:
     text = "price \u20ac5 " * 100
     assert strip_invisible(text) is text
     assert normalise(text).is_identity
+
+
+def test_only_chunks_with_non_ascii_characters_are_searched() -> None:
+    text = "a" * 1100 + "\u200b" + "b" * 10
+    assert strip_invisible(text) == "a" * 1100 + "b" * 10
+    assert normalise(text).span(1100, 1101) == (1101, 1102)
