@@ -224,14 +224,15 @@ class PhoneRecognizer:
 
 
 class CardRecognizer:
-    """13-19 digits with a known issuer prefix and a valid Luhn digit."""
+    """13-19 digits with a known issuer prefix, or 12 with a Maestro prefix (50, 56-69)
+    written as a number of its own; a valid Luhn digit."""
 
     entity = "CREDIT_CARD"
-    min_digits = 13
+    min_digits = 12
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
-            yield from pick_windows(run, self._judge, 13, 19)
+            yield from pick_windows(run, self._judge, 12, 19)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
@@ -240,7 +241,10 @@ class CardRecognizer:
     def _judge(run: Run, i: int, j: int) -> tuple[int, int] | None:
         if any(sep not in (" ", "-", ".") for sep in run.seps[i:j]):
             return None
-        if not card_ok(run.digits(i, j)):
+        digits = run.digits(i, j)
+        if len(digits) == 12 and (i > 0 or j < len(run.groups) - 1):
+            return None  # a 12-digit card stands alone, not inside a longer number
+        if not card_ok(digits):
             return None
         return run.groups[i][0], run.groups[j][1]
 

@@ -154,6 +154,11 @@ def test_phone_in_context(text: str, expected: list[str]) -> None:
         "3530111333300000",
         "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
         "4222222222222",
+        # Maestro, the one network with 12-digit numbers: IIN 50, 56-69 and Luhn-valid.
+        "501800000009",
+        "6759 6498 2648",
+        "5600-0000-0003",
+        "6011 0000 0004",
     ],
     [
         "4111111111111112",  # Luhn fails
@@ -161,7 +166,15 @@ def test_phone_in_context(text: str, expected: list[str]) -> None:
         "9400 1000 0000 0000 0000 00",
         "0000 0000 0000 0000",
         "4111/1111/1111/1111",
-        "411111111111",  # 12 digits
+        # 12-digit look-alikes: Luhn-valid order, tracking and reference numbers without
+        # a Maestro prefix, and Maestro-prefixed ones that fail Luhn.
+        "411111111117",
+        "5105 1051 0512",  # 51: Mastercard, which has no 12-digit numbers
+        "378282246313",
+        "2026 0115 0933",
+        "501800000008",
+        "6759 6498 2649",
+        "67596498264",  # 11 digits
     ],
 )
 def test_credit_card(rec: Recognizer, value: str, expected: bool) -> None:
@@ -170,6 +183,36 @@ def test_credit_card(rec: Recognizer, value: str, expected: bool) -> None:
 
 def test_card_next_to_a_quantity_is_still_found() -> None:
     assert found(CREDIT_CARD, "qty 2 4111 1111 1111 1111 ok") == ["4111 1111 1111 1111"]
+
+
+@pytest.mark.parametrize(
+    ("digits", "ok"),
+    [
+        ("501800000009", True),
+        ("560000000003", True),
+        ("601100000004", True),
+        ("411111111117", False),  # Luhn-valid, but Visa has no 12-digit numbers
+        ("550000000004", False),  # nor has Mastercard (51-55)
+        ("4111111111111111110", True),  # 19 digits
+        ("41111111111111111113", False),  # 20 digits
+        ("50180000009", False),  # 11 digits
+    ],
+)
+def test_card_lengths_and_prefixes(digits: str, ok: bool) -> None:
+    assert card_ok(digits) is ok
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Maestro 6759 6498 2648, exp 12/27", ["6759 6498 2648"]),
+        ("1234 5678 9012 3456", []),  # its last twelve digits pass as Maestro
+        ("ref 1 5018 0000 0009", []),  # twelve digits must stand alone
+        ("qty 2 4111 1111 1111 1111", ["4111 1111 1111 1111"]),  # thirteen and more need not
+    ],
+)
+def test_a_12_digit_card_is_a_number_of_its_own(text: str, expected: list[str]) -> None:
+    assert found(CREDIT_CARD, text) == expected
 
 
 @table(
