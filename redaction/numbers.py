@@ -96,12 +96,13 @@ class Run:
     seps: tuple[str, ...]  # seps[k] joins groups[k] and groups[k + 1]
     prefix: str  # "", "+", "(" or "(+"
     blocked: frozenset[int]  # groups that belong to a date
+    values: tuple[str, ...] = ()  # the groups' digits, read once for every recognizer
 
     def digits(self, i: int, j: int) -> str:
-        return "".join(self.text[s:e] for s, e in self.groups[i : j + 1])
+        return "".join(self.values[i : j + 1])
 
     def lengths(self, i: int, j: int) -> list[int]:
-        return [e - s for s, e in self.groups[i : j + 1]]
+        return [len(v) for v in self.values[i : j + 1]]
 
 
 def _is_date(values: list[str], seps: list[str]) -> bool:
@@ -146,20 +147,21 @@ def _cluster_runs(text: str, start: int, end: int) -> Iterator[Run]:
             continue
         base = m.start()
         groups = tuple((g.start() + base, g.end() + base) for g in _GROUP.finditer(run_text))
+        values = tuple(text[s:e] for s, e in groups)
+        prefix = text[base : groups[0][0]]
         if len(groups) == 1:
-            yield Run(text, base, groups, (), text[base : groups[0][0]], frozenset())
+            yield Run(text, base, groups, (), prefix, frozenset(), values)
             continue
         seps = tuple(text[groups[k][1] : groups[k + 1][0]] for k in range(len(groups) - 1))
-        prefix = text[base : groups[0][0]]
         blocked: set[int] = set()
-        values = [text[s:e] for s, e in groups]
         for k in range(len(groups) - 2):
-            if _is_date(values[k : k + 3], list(seps[k : k + 2])):
+            if _is_date(list(values[k : k + 3]), list(seps[k : k + 2])):
                 blocked.update((k, k + 1, k + 2))
-        yield Run(text, base, groups, seps, prefix, frozenset(blocked))
+        yield Run(text, base, groups, seps, prefix, frozenset(blocked), values)
 
 
-Judge = Callable[[Run, int, int], "tuple[int, int] | None"]
+# judge(run, i, j, digits): the span of groups i..j (holding `digits` digits), or None.
+Judge = Callable[[Run, int, int, int], "tuple[int, int] | None"]
 
 
 def pick_windows(
@@ -169,24 +171,26 @@ def pick_windows(
 
     Only windows holding `min_digits` to `max_digits` digits are judged.
     """
-    count = len(run.groups)
+    values = run.values
+    blocked = run.blocked
+    count = len(values)
     i = 0
     while i < count:
-        if i in run.blocked:
+        if i in blocked:
             i += 1
             continue
-        ends: list[int] = []
+        ends: list[tuple[int, int]] = []
         total = 0
         for j in range(i, count):
-            if j in run.blocked:
+            if j in blocked:
                 break
-            total += run.groups[j][1] - run.groups[j][0]
+            total += len(values[j])
             if total > max_digits:
                 break
             if total >= min_digits:
-                ends.append(j)
-        for j in reversed(ends):
-            span = judge(run, i, j)
+                ends.append((j, total))
+        for j, digits in reversed(ends):
+            span = judge(run, i, j, digits)
             if span is not None:
                 yield span
                 i = j + 1

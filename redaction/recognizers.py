@@ -168,17 +168,16 @@ class PhoneRecognizer:
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
-    def _judge(self, run: Run, i: int, j: int) -> tuple[int, int] | None:
+    def _judge(self, run: Run, i: int, j: int, count: int) -> tuple[int, int] | None:
         # The digits decide most windows, so they are looked at first; the separators
         # and the parentheses only for a window whose digits make a phone number.
         text = run.text
         international = i == 0 and "+" in run.prefix
-        if not international and not text.startswith("00", run.groups[i][0]):
-            count = sum(e - s for s, e in run.groups[i : j + 1])
+        if not international and not run.values[i].startswith("00"):
             if not 9 <= count <= 11:  # what `_national` accepts, and nothing else does
                 return None
         seps = run.seps[i:j]
-        values = [text[s:e] for s, e in run.groups[i : j + 1]]
+        values = list(run.values[i : j + 1])
         if international and len(values) > 2 and values[1] == "0" and seps[0].endswith("("):
             values.pop(1)  # the "(0)" trunk digit of "+44 (0)20 ..."
         digits = "".join(values)
@@ -238,13 +237,12 @@ class CardRecognizer:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
     @staticmethod
-    def _judge(run: Run, i: int, j: int) -> tuple[int, int] | None:
+    def _judge(run: Run, i: int, j: int, count: int) -> tuple[int, int] | None:
+        if count == 12 and (i > 0 or j < len(run.groups) - 1):
+            return None  # a 12-digit card stands alone, not inside a longer number
         if any(sep not in (" ", "-", ".") for sep in run.seps[i:j]):
             return None
-        digits = run.digits(i, j)
-        if len(digits) == 12 and (i > 0 or j < len(run.groups) - 1):
-            return None  # a 12-digit card stands alone, not inside a longer number
-        if not card_ok(digits):
+        if not card_ok(run.digits(i, j)):
             return None
         return run.groups[i][0], run.groups[j][1]
 
@@ -264,7 +262,7 @@ class SsnRecognizer:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
     @staticmethod
-    def _judge(run: Run, i: int, j: int) -> tuple[int, int] | None:
+    def _judge(run: Run, i: int, j: int, count: int) -> tuple[int, int] | None:
         digits = run.digits(i, j)
         lengths = run.lengths(i, j)
         start, end = run.groups[i][0], run.groups[j][1]
