@@ -125,6 +125,7 @@ def test_phone(rec: Recognizer, value: str, expected: bool) -> None:
         ("order ORD-2026-004512 shipped", []),
         ("ref #2025550173", []),
         ("2025550173 is my number", []),  # the phone word must come before
+        ("tel 0 020 794 61", []),  # "0" then "0...": no trunk prefix is "00"
         ("on 15/01/2026 020 7946 0958", ["020 7946 0958"]),
         ("qty 2 020 7946 0958", ["020 7946 0958"]),
         ("call 020 7946 0958. 3 days", ["020 7946 0958"]),
