@@ -6,6 +6,12 @@ is one line ``{"ok", "errors", "elapsed_s", "latencies_ms", "first_error"}``. Ke
 the process (and its pooled connections per url and concurrency) alive between the
 warm-up and the measured run lets the orchestrator read the server's CPU counters
 exactly around the measured requests.
+
+Optional job keys (``bench.compare``): ``duration_s`` stops issuing new requests after
+that many seconds (``requests`` then only caps the count); ``variants``, a list of
+``{"headers", "body", "expect"?}``, makes a mix: request *i* sends variant
+``i % len(variants)`` (its headers over the job's). Streamed answers also give
+``ttfc_ms``: request start to the first body bytes holding ``data:``.
 """
 
 from __future__ import annotations
@@ -28,9 +34,18 @@ async def _one(
     body: bytes,
     stream: bool,
     expect: bytes,
+    first_chunk: list[float] | None = None,
 ) -> str | None:
     async with session.post(url, data=body, headers=headers) as resp:
-        data = await resp.read()  # to EOF: for a stream, through the final [DONE]
+        if stream and first_chunk is not None and resp.status == 200:
+            parts: list[bytes] = []
+            async for part in resp.content.iter_any():
+                if not first_chunk and b"data:" in part:
+                    first_chunk.append(time.perf_counter())
+                parts.append(part)
+            data = b"".join(parts)
+        else:
+            data = await resp.read()  # to EOF: for a stream, through the final [DONE]
         if resp.status != 200:
             return f"HTTP {resp.status}: {data[:200]!r}"
         if stream:
@@ -44,7 +59,9 @@ async def _one(
 
 
 async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: dict[str, Any]):
-    url, conc, total = job["url"], int(job["concurrency"]), int(job["requests"])
+    url, conc = job["url"], int(job["concurrency"])
+    total = int(job.get("requests", 10**9))
+    deadline = time.perf_counter() + float(job.get("duration_s", 1e9))
     key = (url, conc)
     if key not in sessions:
         sessions[key] = aiohttp.ClientSession(
@@ -56,6 +73,11 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
     body = job["body"].encode()
     stream = bool(job["stream"])
     expect = job.get("expect", "").encode()
+    variants = [
+        (headers | v.get("headers", {}), v["body"].encode(), v.get("expect", "").encode())
+        for v in job.get("variants", ())
+    ] or [(headers, body, expect)]
+    ttfcs: list[float] = []
     latencies: list[float] = []
     errors = 0
     first_error: str | None = None
@@ -63,14 +85,18 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
 
     async def worker() -> None:
         nonlocal issued, errors, first_error
-        while issued < total:
+        while issued < total and time.perf_counter() < deadline:
+            v_headers, v_body, v_expect = variants[issued % len(variants)]
             issued += 1
+            first: list[float] = []
             t0 = time.perf_counter()
             try:
-                err = await _one(session, url, headers, body, stream, expect)
+                err = await _one(session, url, v_headers, v_body, stream, v_expect, first)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 err = f"{type(exc).__name__}: {exc}"
             latencies.append((time.perf_counter() - t0) * 1000)
+            if first:
+                ttfcs.append((first[0] - t0) * 1000)
             if err is not None:
                 errors += 1
                 first_error = first_error or err
@@ -83,6 +109,7 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
         "errors": errors,
         "elapsed_s": elapsed,
         "latencies_ms": latencies,
+        "ttfc_ms": ttfcs,
         "first_error": first_error,
     }
 

@@ -59,3 +59,18 @@ def rss_bytes(pid: int) -> int:
                 total += int(line.split()[1]) * 1024
                 break
     return total
+
+
+def rss_max_bytes(pid: int) -> int:
+    """The largest VmRSS of one process in ``pid``'s tree (a worker's, under a supervisor)."""
+    best = 0
+    for p in tree(pid):
+        try:
+            text = (PROC / str(p) / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                best = max(best, int(line.split()[1]) * 1024)
+                break
+    return best
