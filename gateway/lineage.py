@@ -157,7 +157,6 @@ class LineageWriter:
             except BaseException:
                 self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
                 self._resync = True
-                self._resync = True
                 if self.on_write is not None:
                     self.on_write(time.perf_counter() - t0, False)
                 raise
