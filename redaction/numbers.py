@@ -1,6 +1,7 @@
 """Digit clusters and runs: the shared candidate shapes of the number-based recognizers.
 
-    digit_clusters("IBAN GB82 WEST 1234, ref 77")  # ((6, 19), (25, 27))
+    digit_clusters("card 4111 1111 1111 1111, and much later on: ref 77")
+    # ((5, 24, 16), (49, 51, 2)): start, end and digit count
 
     for run in digit_runs("call +44 (0)20 7946 0958 or 4111 1111 1111 1111"):
         run.groups   # digit groups as (start, end) offsets in the text
@@ -55,24 +56,27 @@ def digit_mask(text: str, fewest: int = 0) -> bytes | None:
 
 # The number-based recognizers of one redactor scan the same region one after another:
 # the last region's clusters and runs are kept (one tuple swap, safe between threads).
-_last_clusters: tuple[str, tuple[tuple[int, int], ...]] = ("", ())
+_last_clusters: tuple[str, tuple[tuple[int, int, int], ...]] = ("", ())
 
 
-def know_clusters(text: str, clusters: tuple[tuple[int, int], ...]) -> None:
+Cluster = tuple[int, int, int]  # start, end, digits
+
+
+def know_clusters(text: str, clusters: tuple[Cluster, ...]) -> None:
     """Hand `digit_clusters` the clusters of `text`, found while scanning a text around it."""
     global _last_clusters
     _last_clusters = (text, clusters)
 
 
-def digit_clusters(text: str) -> tuple[tuple[int, int], ...]:
-    """(start, end) of each cluster: its first digit to just after its last."""
+def digit_clusters(text: str) -> tuple[Cluster, ...]:
+    """(start, end, digit count) of each cluster: its first digit to just after its last."""
     global _last_clusters
     cached_text, cached = _last_clusters
     if cached_text is text:
         return cached
     mask = digit_mask(text)
     assert mask is not None  # no minimum asked
-    clusters = tuple(m.span() for m in CLUSTER.finditer(mask))
+    clusters = tuple((*m.span(), mask.count(b"0", *m.span())) for m in CLUSTER.finditer(mask))
     _last_clusters = (text, clusters)
     return clusters
 
@@ -130,14 +134,16 @@ def digit_runs(text: str) -> tuple[Run, ...]:
     return runs
 
 
-# No number-based recognizer takes fewer digits than a phone number.
+# No run-based recognizer takes fewer digits than a phone number: shorter runs, and the
+# runs of clusters with fewer digits, are not returned.
 MIN_RUN_DIGITS = 7
 
 
 def _parse_runs(text: str) -> Iterator[Run]:
     # A run starts at most two characters ("(+") before its first digit.
-    for start, end in digit_clusters(text):
-        yield from _cluster_runs(text, max(0, start - 2), end)
+    for start, end, digits in digit_clusters(text):
+        if digits >= MIN_RUN_DIGITS:  # no window of a smaller cluster is long enough
+            yield from _cluster_runs(text, max(0, start - 2), end)
 
 
 def _cluster_runs(text: str, start: int, end: int) -> Iterator[Run]:

@@ -292,7 +292,7 @@ class IbanRecognizer:
         # The check digits open a cluster's digits, so the head is looked for only
         # there, from two characters before; the whole pattern only where a head is.
         pos = 0
-        for first, last in digit_clusters(text):
+        for first, last, _ in digit_clusters(text):
             head = _IBAN_HEAD.search(text, max(pos, first - 2), last)
             while head is not None:
                 start = head.start()
@@ -340,7 +340,9 @@ class NinoRecognizer:
         # Two letters and a separator come before the six digits; the suffix, a
         # separator and the character the look-ahead reads come after.
         size = len(text)
-        for first, last in digit_clusters(text):
+        for first, last, digits in digit_clusters(text):
+            if digits < 6:
+                continue
             for m in _NINO.finditer(text, max(0, first - 3), min(size, last + 3)):
                 if self.validate(m.group()):
                     yield m.span()
@@ -366,7 +368,9 @@ class Ipv4Recognizer:
     min_digits = 4
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        for first, last in digit_clusters(text):  # a dotted quad is inside one cluster
+        for first, last, digits in digit_clusters(text):  # a dotted quad is in one cluster
+            if digits < 4 or text.find(".", first, last) == -1:
+                continue
             m = _IPV4.search(text, first, last)
             while m is not None:
                 start, end = m.span()

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import RedactionError, UnknownEntityError
-from .numbers import CLUSTER, digit_mask, know_clusters
+from .numbers import CLUSTER, Cluster, digit_mask, know_clusters
 from .recognizers import BUILTIN, Recognizer
 from .text import View, normalise, strip_invisible
 from .vault import PLACEHOLDER, Vault
@@ -150,7 +150,7 @@ class Redactor:
         if self._digit_based:
             for start, end, digits, clusters in _regions(text, self._fewest_digits):
                 region = text[start:end]
-                know_clusters(region, tuple((s - start, e - start) for s, e in clusters))
+                know_clusters(region, tuple((s - start, e - start, n) for s, e, n in clusters))
                 for rec, rank, min_digits in self._digit_based:
                     if digits >= min_digits:
                         found.extend(_spans(rec, region, start, rank))
@@ -212,12 +212,12 @@ def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Foun
         yield _Found(start + offset, end + offset, entity, rank)
 
 
-def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[tuple[int, int]]]]:
+def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[Cluster]]]:
     """(start, end, digit count, clusters) of the merged regions around digit clusters.
 
     The clusters are kept for the recognizers (`know_clusters`): a region never cuts one.
     """
-    regions: list[tuple[int, int, int, list[tuple[int, int]]]] = []
+    regions: list[tuple[int, int, int, list[Cluster]]] = []
     mask = digit_mask(text, fewest)
     if mask is None:
         return regions  # too few digits for any recognizer: skip the cluster scan
@@ -225,7 +225,7 @@ def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[tuple[int
     # the previous one is merged without looking for either's whitespace.
     size = len(text)
     start = end = digits = 0
-    clusters: list[tuple[int, int]] = []
+    clusters: list[Cluster] = []
     for m in CLUSTER.finditer(mask):
         first, last = m.span()
         count = mask.count(b"0", first, last)
@@ -238,9 +238,10 @@ def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[tuple[int
                 digits = 0
         if digits:
             end, digits = hi, digits + count
-            clusters.append((first, last))
+            clusters.append((first, last, count))
         else:
-            start, end, digits, clusters = _space_before(text, lo), hi, count, [(first, last)]
+            start, end, digits = _space_before(text, lo), hi, count
+            clusters = [(first, last, count)]
     regions.append((start, _space_at_or_after(text, end), digits, clusters))  # enough digits
     return [r for r in regions if r[2] >= fewest]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from redaction.numbers import digit_clusters, digit_runs
 from redaction.recognizers import (
     BUILTIN,
     CREDIT_CARD,
@@ -252,6 +253,17 @@ def test_iban_is_looked_for_only_where_digits_are() -> None:
     text = "AB12 345 then GB47ABCDEFGHIJKLMNOP12 and GB82 WEST 1234 5698 7654 32"
     assert found(IBAN, text) == ["GB47ABCDEFGHIJKLMNOP12", "GB82 WEST 1234 5698 7654 32"]
     assert found(IBAN, "no digits at all, DEXX") == []
+
+
+def test_digit_clusters_are_counted_and_small_ones_skipped() -> None:
+    text = "card 4111 1111 1111 1111, and much later on: ref 77"
+    assert digit_clusters(text) == ((5, 24, 16), (49, 51, 2))
+    # Too few digits for a NINO, a dotted quad without dots, a run too short for a phone.
+    text = "NI AB 12 34 5 C, build 20260115 " + "x" * 20 + " v 1.2.3 " + "y" * 20 + " 10.0.0.1"
+    assert found(UK_NINO, text) == []
+    assert found(IPV4, text) == ["10.0.0.1"]
+    runs = digit_runs("ref 12 34 5 " + "z" * 20 + " 020 7946 0958")
+    assert [run.values for run in runs] == [("020", "7946", "0958")]
 
 
 def test_uk_nino_and_ipv4_are_looked_for_at_every_cluster() -> None:
