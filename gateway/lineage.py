@@ -16,13 +16,16 @@ gap even when a write fails: a failed write rolls the chain head back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.stores import RecordEnd, RecordIndex, StateStore
+from gateway.errors import GatewayError
+from gateway.stores import RecordEnd, RecordIndex, StateStore, StateUnavailable
 from tracing import ZERO_HASH, ChainWriter
 
 __all__ = ["LineageRecord", "LineageWriter", "new_lineage_id"]
@@ -127,6 +130,24 @@ class LineageRecord:
         }
 
 
+@dataclass
+class _Pending:
+    events: list[dict[str, Any]]
+    begin: RecordIndex | None
+    end: RecordEnd | None
+    done: asyncio.Future[None]
+
+
+def _copy_error(exc: BaseException) -> BaseException:
+    """Each waiting caller gets its own exception object (one object raised in several
+    tasks would chain their tracebacks together)."""
+    if isinstance(exc, GatewayError):
+        return type(exc)(exc.message, code=exc.code, param=exc.param, status=exc.status)
+    if isinstance(exc, asyncio.CancelledError):
+        return StateUnavailable("The lineage write was interrupted")
+    return copy.copy(exc)
+
+
 class LineageWriter:
     def __init__(self, store: StateStore, *, chain: str | None = None) -> None:
         self.store = store
@@ -136,6 +157,8 @@ class LineageWriter:
         #: a write failed: whether it committed is unknown (a cancellation can land after
         #: COMMIT), so the next write first re-reads this chain's head from the store
         self._resync = False
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
         #: called with (seconds, ok) after each write (metrics: gateway/tripwires.py sets it)
         self.on_write: Callable[[float, bool], None] | None = None
 
@@ -146,23 +169,61 @@ class LineageWriter:
         begin: RecordIndex | None = None,
         end: RecordEnd | None = None,
     ) -> list[dict[str, Any]]:
+        """Build the events (in chain order) and return once they are durable.
+
+        Group commit: the events of every call that arrives while a commit is being
+        prepared go into the same transaction, so at concurrency one commit serves
+        several calls; each caller still returns only after COMMIT.
+        """
+        loop = asyncio.get_running_loop()
         async with self._lock:
             await self._resync_if_needed()
-            seq, head = self._chain.seq, self._chain.head
             at = now_ms()
             events = [self._chain.next_event(t, lid, data, at_ms=at) for t, lid, data in items]
-            t0 = time.perf_counter()
-            try:
-                await self.store.append_events(events, begin=begin, end=end)
-            except BaseException:
-                self._chain = ChainWriter(self.chain_id, seq=seq, head=head)
-                self._resync = True
-                if self.on_write is not None:
-                    self.on_write(time.perf_counter() - t0, False)
-                raise
-            if self.on_write is not None:
-                self.on_write(time.perf_counter() - t0, True)
-            return events
+            done: asyncio.Future[None] = loop.create_future()
+            self._pending.append(_Pending(events, begin, end, done))
+            if self._flusher is None:
+                self._flusher = loop.create_task(self._flush())
+        # the commit runs in the flusher task: a cancelled caller cannot interrupt it
+        await asyncio.shield(done)
+        return events
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                t0 = time.perf_counter()
+                try:
+                    await self.store.append_batch([(p.events, p.begin, p.end) for p in batch])
+                except BaseException as exc:
+                    # Whether the batch committed is unknown, and anything queued since was
+                    # built on top of it: fail all of it and re-read the head from the store.
+                    failed, self._pending = batch + self._pending, []
+                    self._resync = True
+                    self._report(time.perf_counter() - t0, False, len(failed))
+                    for p in failed:
+                        if not p.done.done():
+                            p.done.set_exception(_copy_error(exc))
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return
+                self._report(time.perf_counter() - t0, True, len(batch))
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_result(None)
+        finally:
+            self._flusher = None
+
+    def _report(self, seconds: float, ok: bool, count: int) -> None:
+        if self.on_write is not None:
+            for _ in range(count):
+                self.on_write(seconds, ok)
+
+    async def _drain(self) -> None:
+        """Wait until nothing is queued or being committed (the caller holds the lock)."""
+        while self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
 
     async def _resync_if_needed(self) -> None:
         if not self._resync:
@@ -208,12 +269,15 @@ class LineageWriter:
     async def committed_head(self) -> tuple[int, str]:
         """``(seq, hash)`` of this chain's last durable event (never a write in flight)."""
         async with self._lock:
+            await self._drain()
+            await self._resync_if_needed()
             return self._chain.seq, self._chain.head
 
     async def interrupt(self, index: RecordIndex, data: dict[str, Any]) -> dict[str, Any] | None:
         """Recovery: write the ``interrupted`` end of a record another (dead) chain began.
         ``None`` when the record was already ended (by its writer or another recoverer)."""
         async with self._lock:
+            await self._drain()
             await self._resync_if_needed()
             seq, head = self._chain.seq, self._chain.head
             event = self._chain.next_event("request.ended", index.lineage_id, data, at_ms=now_ms())

@@ -135,41 +135,40 @@ class PostgresStore(
         begin: RecordIndex | None = None,
         end: RecordEnd | None = None,
     ) -> None:
-        async with self._conn() as conn, conn.transaction():
-            async with conn.cursor() as cur:
+        await self.append_batch([(events, begin, end)])
+
+    async def append_batch(
+        self,
+        batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
+    ) -> None:
+        """Several records' events in ONE transaction (the lineage writer's group commit)."""
+        rows = [
+            (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
+            for events, _, _ in batch
+            for e in events
+        ]
+        begins = [
+            (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
+            for _, b, _ in batch
+            if b is not None
+        ]
+        ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+            if begins:
                 await cur.executemany(
-                    "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            e["chain"],
-                            e["seq"],
-                            e["lineage_id"],
-                            e["type"],
-                            e["at"],
-                            orjson.dumps(e).decode(),
-                        )
-                        for e in events
-                    ],
-                )
-            if begin is not None:
-                await conn.execute(
                     "INSERT INTO lineage_records (lineage_id, client, case_id, customer_hash,"
                     " use_case, started_ms, chain) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        begin.lineage_id,
-                        begin.client,
-                        begin.case_id,
-                        begin.customer_hash,
-                        begin.use_case,
-                        begin.started_ms,
-                        begin.chain,
-                    ),
+                    begins,
                 )
-            if end is not None:
-                await conn.execute(
+            if ends:
+                await cur.executemany(
                     "UPDATE lineage_records SET ended = %s, decision = %s WHERE lineage_id = %s",
-                    (end.ended, end.decision, end.lineage_id),
+                    ends,
                 )
 
     async def events_for(self, lineage_id: str) -> list[dict[str, Any]]:

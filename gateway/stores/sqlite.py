@@ -108,43 +108,43 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
         begin: RecordIndex | None = None,
         end: RecordEnd | None = None,
     ) -> None:
+        await self.append_batch([(events, begin, end)])
+
+    async def append_batch(
+        self,
+        batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
+    ) -> None:
+        """Several records' events in ONE transaction (the lineage writer's group commit)."""
         db = self.db
+        rows = [
+            (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
+            for events, _, _ in batch
+            for e in events
+        ]
+        begins = [
+            (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
+            for _, b, _ in batch
+            if b is not None
+        ]
+        ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
                     "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            e["chain"],
-                            e["seq"],
-                            e["lineage_id"],
-                            e["type"],
-                            e["at"],
-                            orjson.dumps(e).decode(),
-                        )
-                        for e in events
-                    ],
+                    rows,
                 )
-                if begin is not None:
-                    db.execute(
+                if begins:
+                    db.executemany(
                         "INSERT INTO lineage_records (lineage_id, client, case_id, customer_hash,"
                         " use_case, started_ms, chain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            begin.lineage_id,
-                            begin.client,
-                            begin.case_id,
-                            begin.customer_hash,
-                            begin.use_case,
-                            begin.started_ms,
-                            begin.chain,
-                        ),
+                        begins,
                     )
-                if end is not None:
-                    db.execute(
+                if ends:
+                    db.executemany(
                         "UPDATE lineage_records SET ended = ?, decision = ? WHERE lineage_id = ?",
-                        (end.ended, end.decision, end.lineage_id),
+                        ends,
                     )
                 db.execute("COMMIT")
             except BaseException:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.lineage import LineageWriter
+from gateway.stores import StateUnavailable
 from gateway.stores.sqlite import SqliteStore
 from tracing import verify_chains
 
@@ -18,16 +19,19 @@ class CommitThenFail(SqliteStore):
 
     fail_next: BaseException | None = None
 
-    async def append_events(self, events: Any, **kwargs: Any) -> None:
-        await super().append_events(events, **kwargs)
+    async def append_batch(self, batch: Any) -> None:
+        await super().append_batch(batch)
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
 
 
-@pytest.mark.parametrize("failure", [asyncio.CancelledError(), OSError("connection lost")])
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [(asyncio.CancelledError(), StateUnavailable), (OSError("connection lost"), OSError)],
+)
 def test_a_write_that_committed_then_failed_does_not_fork_the_chain(
-    tmp_path: Path, failure: BaseException
+    tmp_path: Path, failure: BaseException, raised: type[BaseException]
 ) -> None:
     async def run() -> list[dict[str, Any]]:
         store = CommitThenFail(tmp_path / "s.db")
@@ -36,7 +40,7 @@ def test_a_write_that_committed_then_failed_does_not_fork_the_chain(
         writer = LineageWriter(store)
         await writer.event("test.one", "lin_1", {})
         store.fail_next = failure
-        with pytest.raises(type(failure)):
+        with pytest.raises(raised):
             await writer.event("test.two", "lin_2", {})
         await writer.event("test.three", "lin_3", {})  # resyncs from the store first
         events = await store.all_events()
@@ -53,11 +57,11 @@ def test_a_write_that_failed_before_commit_leaves_no_gap(tmp_path: Path) -> None
     class FailFirst(SqliteStore):
         failed = False
 
-        async def append_events(self, events: Any, **kwargs: Any) -> None:
+        async def append_batch(self, batch: Any) -> None:
             if not self.failed:
                 self.failed = True
                 raise OSError("disk unplugged")
-            await super().append_events(events, **kwargs)
+            await super().append_batch(batch)
 
     async def run() -> list[dict[str, Any]]:
         store = FailFirst(tmp_path / "s.db")
@@ -74,3 +78,27 @@ def test_a_write_that_failed_before_commit_leaves_no_gap(tmp_path: Path) -> None
     events = asyncio.run(run())
     assert [(e["seq"], e["type"]) for e in events] == [(1, "test.kept")]
     assert verify_chains(events).ok
+
+
+def test_concurrent_writes_share_commits_and_keep_the_chain_in_order(tmp_path: Path) -> None:
+    class Counting(SqliteStore):
+        batches: list[int] = []
+
+        async def append_batch(self, batch: Any) -> None:
+            self.batches.append(len(batch))
+            await super().append_batch(batch)
+
+    async def run() -> tuple[list[dict[str, Any]], list[int]]:
+        store = Counting(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        writer = LineageWriter(store)
+        await asyncio.gather(*(writer.event("test.n", f"lin_{i}", {"i": i}) for i in range(40)))
+        events = await store.all_events()
+        await store.close()
+        return events, store.batches
+
+    events, batches = asyncio.run(run())
+    assert [e["seq"] for e in events] == list(range(1, 41))
+    assert verify_chains(events).ok
+    assert sum(batches) == 40 and len(batches) < 40  # commits were shared
