@@ -116,26 +116,36 @@ class Router:
             )
         return deployments
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _delay(self, exc: BaseException | None, attempt: int) -> float:
+        """The wait after failed try number ``attempt``: Retry-After, else backoff."""
         if isinstance(exc, AttemptError) and exc.retry_after is not None:
             return float(exc.retry_after)
-        backoff: float = self.backoff_base_s * 2.0 ** (state.attempt_number - 1)
+        backoff: float = self.backoff_base_s * 2.0 ** (attempt - 1)
         jitter: float = 0.5 + random.random() / 2  # noqa: S311 - not for security
         return min(self.backoff_max_s, backoff) * jitter
 
-    def _stop_for(self, deadline: float) -> Callable[[RetryCallState], bool]:
-        def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= self.retry.attempts:
-                return True
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, AttemptError) and exc.retry_after is not None:
-                if exc.retry_after > self.retry.max_retry_after_s:
-                    return True  # the provider asks for longer than we wait: fall back
-            remaining = deadline - time.monotonic()
-            return remaining <= self._wait(state)
+    def _stopping(self, exc: BaseException | None, attempt: int, deadline: float) -> bool:
+        """No further try on this deployment after failed try number ``attempt``."""
+        if attempt >= self.retry.attempts:
+            return True
+        if isinstance(exc, AttemptError) and exc.retry_after is not None:
+            if exc.retry_after > self.retry.max_retry_after_s:
+                return True  # the provider asks for longer than we wait: fall back
+        return deadline - time.monotonic() <= self._delay(exc, attempt)
 
-        return stop
+    def _retrying(self, deadline: float) -> AsyncRetrying:
+        """Tenacity for the tries after the first (its numbering starts again at 1)."""
+
+        def outcome(state: RetryCallState) -> BaseException | None:
+            return state.outcome.exception() if state.outcome else None
+
+        return AsyncRetrying(
+            stop=lambda s: self._stopping(outcome(s), s.attempt_number + 1, deadline),
+            wait=lambda s: self._delay(outcome(s), s.attempt_number + 1),
+            retry=retry_if_exception(lambda e: isinstance(e, AttemptError) and e.transient),
+            reraise=True,
+            sleep=asyncio.sleep,
+        )
 
     async def _run(
         self,
@@ -186,15 +196,16 @@ class Router:
                 attempts.append(_attempt(dep, counter, started, None))
                 return result
 
-            retrying = AsyncRetrying(
-                stop=self._stop_for(deadline),
-                wait=self._wait,
-                retry=retry_if_exception(lambda e: isinstance(e, AttemptError) and e.transient),
-                reraise=True,
-                sleep=asyncio.sleep,
-            )
             try:
-                result: Any = await retrying(one_try)
+                try:
+                    # The first try goes without tenacity: its per-call set-up costs tens of
+                    # microseconds, and most calls need no retry at all.
+                    result: Any = await one_try()
+                except AttemptError as first:
+                    if not first.transient or self._stopping(first, 1, deadline):
+                        raise
+                    await asyncio.sleep(self._delay(first, 1))
+                    result = await self._retrying(deadline)(one_try)
             except _DeadlineReached:
                 break
             except AttemptError as exc:
