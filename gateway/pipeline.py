@@ -366,12 +366,25 @@ async def _load_vault(rt: Runtime, case_key: str) -> tuple[Vault, int | None]:
     blob, version = loaded
     if not blob:
         return Vault(), version  # expired: the old values are gone
+    cached = rt.vaults.get(case_key)
+    if cached is not None and cached[0] == blob:
+        # the very ciphertext we last read or wrote (fresh nonce per write): same map
+        return cached[1].copy(), version
     try:
         plain = rt.keys.decrypt(blob, aad=b"vault:" + case_key.encode())
     except Exception:
         # a map we cannot read must not silently start a new numbering: fail closed
         raise StateUnavailable("The case's pseudonym map cannot be decrypted") from None
-    return Vault.from_json(plain), version
+    vault = Vault.from_json(plain)
+    _remember_vault(rt, case_key, blob, vault)
+    return vault.copy(), version
+
+
+def _remember_vault(rt: Runtime, case_key: str, blob: bytes, vault: Vault) -> None:
+    """Keep the decrypted map of recently seen cases (bounded) to skip decrypt + parse."""
+    if len(rt.vaults) >= 4096:
+        rt.vaults.pop(next(iter(rt.vaults)))
+    rt.vaults[case_key] = (blob, vault.copy())
 
 
 async def _prepare(rt: Runtime, call: Call) -> tuple[dict[str, Any], list[str]]:
@@ -413,6 +426,7 @@ async def _prepare(rt: Runtime, call: Call) -> tuple[dict[str, Any], list[str]]:
         blob = rt.keys.encrypt(vault.to_json(), aad=b"vault:" + case_key.encode())
         expires = int(time.time() * 1000) + uc.pseudonym_ttl_s * 1000
         if await rt.store.save_vault(case_key, blob, expected_version=version, expires_ms=expires):
+            _remember_vault(rt, case_key, blob, vault)
             break
     else:
         raise StateUnavailable("The case's pseudonym map is too contended; try again")

@@ -46,7 +46,7 @@ from policies import (
     default_bundle_path,
     load_bundle,
 )
-from redaction import ENTITIES, Redactor
+from redaction import ENTITIES, Redactor, Vault
 from tracing import Telemetry, configure_telemetry
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ class Runtime:
     limiter: Limiter | None = None
     #: the consent service of record; None when consent comes with each request
     consent: ConsentClient | None = None
+    #: decrypted pseudonym maps of recent cases: case key -> (the ciphertext, the map)
+    vaults: dict[str, tuple[bytes, Vault]] = field(default_factory=dict)
     #: long-lived tasks (listeners, checkpoint writers); cancelled by stop()
     background: list[asyncio.Task[Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)

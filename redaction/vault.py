@@ -82,6 +82,14 @@ class Vault:
                 self._by_key.setdefault((entity, canonical(entity, value)), ph)
                 self._counters[entity] = max(self._counters.get(entity, 0), number)
 
+    def copy(self) -> Vault:
+        """An independent copy, not dirty (cheap: no entry is parsed or normalised again)."""
+        other = Vault()
+        other._entries = dict(self._entries)
+        other._by_key = dict(self._by_key)
+        other._counters = dict(self._counters)
+        return other
+
     def placeholder(self, entity: str, value: str) -> str:
         """The placeholder of `value`, adding `<ENTITY_N>` with the next N if it is new."""
         if _ENTITY_NAME.fullmatch(entity) is None:

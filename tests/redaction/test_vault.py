@@ -134,3 +134,15 @@ def test_stream_restorer_with_an_empty_vault_holds_nothing() -> None:
     restorer = StreamRestorer(Vault())
     assert restorer.feed("<EMA") == "<EMA"
     assert restorer.flush() == ""
+
+
+def test_copy_is_independent_and_clean() -> None:
+    original = Vault()
+    ph = original.placeholder("EMAIL", "a@x.example")
+    twin = original.copy()
+    assert not twin.dirty and twin.restore(ph) == "a@x.example"
+    assert twin.placeholder("EMAIL", "A@X.example") == ph  # the same normalised key
+    new = twin.placeholder("EMAIL", "b@y.example")
+    assert twin.dirty and new == "<EMAIL_2>"
+    assert original.restore(new) == new  # the original did not learn it
+    assert original.placeholder("EMAIL", "c@z.example") == "<EMAIL_2>"
