@@ -315,7 +315,16 @@ def render(
     if chart is not None:
         parts += ["", f"Chart: `{chart.name}` (beside this file)."]
     if profile:
-        parts += ["", "## py-spy profile, casegate at c=8 (non-stream mix)", "", "```"]
+        parts += [
+            "",
+            "## py-spy profile, casegate at c=8 (non-stream mix)",
+            "",
+            "py-spy's active samples (a thread in a blocking call the kernel does not show "
+            "as sleeping counts, e.g. the SQLite commit on the event loop); the samples of "
+            "the OTel threads waiting between exports are left out.",
+            "",
+            "```",
+        ]
         parts += [profile, "```"]
     return "\n".join(parts)
 

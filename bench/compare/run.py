@@ -223,7 +223,25 @@ def run_profile(load: LoadGen, target: Target, seconds: float) -> str | None:
     if not out.exists():
         print(f"py-spy failed: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
         return None
-    return summarize_collapsed(out.read_text())
+    return summarize_collapsed(drop_idle(out.read_text()))
+
+
+#: Leaf frames of background threads that py-spy reports as active while they wait (the
+#: OTel span processor and metric reader sleep in ``Condition.wait`` between exports).
+IDLE_LEAF = re.compile(r"(Condition|Event)\.wait \(threading\.py:\d+\)$")
+
+
+def drop_idle(text: str) -> str:
+    """py-spy's collapsed stacks without the samples of threads waiting on a condition."""
+    kept, dropped = [], 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if IDLE_LEAF.search(stack) and count.isdigit():
+            dropped += int(count)
+            continue
+        kept.append(line)
+    print(f"profile: {dropped} samples of waiting threads left out", file=sys.stderr)
+    return "\n".join(kept)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
