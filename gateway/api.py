@@ -62,7 +62,15 @@ async def chat_completions(request: Request) -> Response:
     client = rt.directory.client_for(request.headers.get("authorization"))
     span.set(attr.CASEGATE_CLIENT, client.name)
     raw = await read_body(request, rt.settings.limits.max_body_bytes)
-    result = await run_chat(rt, client, raw, request.headers, request_id=request_id, span=span)
+    result = await run_chat(
+        rt,
+        client,
+        raw,
+        request.headers,
+        request_id=request_id,
+        span=span,
+        started_mono=request.scope.get("casegate.t0"),
+    )
     if result.stream is not None:
         return StreamingResponse(
             _ending(result.stream, span),

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,6 +62,7 @@ class RequestIdMiddleware:
                 break
         rid = rid or f"req_{uuid.uuid4().hex}"
         scope["casegate.request_id"] = rid
+        scope["casegate.t0"] = time.monotonic()
         raw = rid.encode()
         if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
             body = orjson.dumps(

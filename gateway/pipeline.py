@@ -123,6 +123,9 @@ async def _finish_lineage(rt: Runtime, call: Call) -> None:
     current_drain().track(task)  # a shutting-down worker waits for it before closing
     try:
         await asyncio.shield(task)
+        if call.provider_s is not None and not call.rec.stream:
+            # request time from the ASGI entry to the durable end event, minus the provider
+            _observe_overhead(rt, call, call.provider_s)
     except asyncio.CancelledError:
         # Let the write land before the cancellation goes on. A bare `await task` is
         # not enough: anyio (Starlette's disconnect handling) cancels again at every
@@ -144,6 +147,7 @@ async def run_chat(
     *,
     request_id: str,
     span: ServerSpan,
+    started_mono: float | None = None,
 ) -> ChatResult:
     policy = rt.policy
     rec = LineageRecord(
@@ -153,6 +157,8 @@ async def run_chat(
         policy=policy.lineage(),
         trace_id=span.trace_id_hex,
     )
+    if started_mono is not None:
+        rec.started_mono = started_mono  # the overhead metric counts from the ASGI entry
     call = Call(rec=rec, policy=policy, observed=rt.observed)
     span.set(attr.CASEGATE_LINEAGE_ID, rec.lineage_id)
     streaming_handed_off = False
@@ -642,8 +648,6 @@ def _observe_end(rt: Runtime, call: Call) -> None:
     rec = call.rec
     count_call(rt.metrics, rt.telemetry, rec, known_use_case=call.uc is not None)
     record_tripwire_counts(rt, rec, known_use_case=call.uc is not None)
-    if call.provider_s is not None and not rec.stream:
-        _observe_overhead(rt, call, call.provider_s)
     if call.attempt_obs is not None:
         error = None if rec.end == "completed" else (rec.refusal or "error")
         call.attempt_obs.stream_ended(rec.usage, error)
