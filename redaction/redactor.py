@@ -71,6 +71,11 @@ class _Found:
     rank: int
 
 
+#: the clean-text memo of a Redactor: at most this many texts of at most this many chars
+_CLEAN_ENTRIES = 1024
+_CLEAN_TEXT_MAX = 8192
+
+
 class Redactor:
     """The compiled detector set of one use case."""
 
@@ -99,15 +104,28 @@ class Redactor:
         self._anywhere = tuple(anywhere)
         self._fewest_digits = min((m for _, _, m in digit_based), default=0)
         self._local = not extra  # the built-in recognizers' reach is known: see `_windows`
+        #: texts in which nothing was found -> their output. A conversation is resent
+        #: whole on every turn and system prompts repeat: most of what a call carries
+        #: has been scanned before. Only detector-free texts are kept, so the answer
+        #: never depends on a vault; bounded in count and in the size of a text.
+        self._clean: dict[str, str] = {}
 
     def redact(self, text: str, vault: Vault) -> Redacted:
         """Replace every detected value by its placeholder in `vault`."""
         counts: dict[str, int] = {}
+        clean = self._clean.get(text)
+        if clean is not None:
+            return Redacted(clean, counts)
         try:
             view = normalise(text)
             found = self._detect(view)
             if not found:  # an unchanged view means there was nothing invisible to strip
-                return Redacted(text if view.is_identity else strip_invisible(text), counts)
+                out = text if view.is_identity else strip_invisible(text)
+                if len(text) <= _CLEAN_TEXT_MAX:
+                    if len(self._clean) >= _CLEAN_ENTRIES:
+                        self._clean.pop(next(iter(self._clean)))
+                    self._clean[text] = out
+                return Redacted(out, counts)
             # Each round replaces at least one character that is not a placeholder, so
             # rounds near placeholders end by themselves; a chain such as "x+1000000+1000000
             # ..." (each number a phone only once its neighbour is a placeholder) takes one

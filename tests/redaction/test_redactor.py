@@ -289,3 +289,32 @@ def test_regions_merge_when_their_margins_meet_inside_a_long_word() -> None:
     regions = _regions(text, 4)
     assert [(start, end, digits) for start, end, digits, _ in regions] == [(0, len(text), 32)]
     assert redact(text) == "<CREDIT_CARD_1> " + "x" * 120 + " <CREDIT_CARD_2>"
+
+
+def test_clean_texts_are_remembered_and_never_leak_between_vaults() -> None:
+    redactor = Redactor(["EMAIL", "PHONE"])
+    text = "Hello, my order\u200b is late."
+    first = redactor.redact(text, Vault())
+    assert first.text == "Hello, my order is late." and first.counts == {}
+    assert text in redactor._clean
+    again = redactor.redact(text, Vault())
+    assert again.text == first.text and again.counts == {}
+    # a text with a hit is never memoised: its output depends on the vault
+    vault_a, vault_b = Vault(), Vault()
+    vault_b.placeholder("EMAIL", "someone@else.example")
+    hit = "mail me at a@b.example"
+    assert redactor.redact(hit, vault_a).text == "mail me at <EMAIL_1>"
+    assert redactor.redact(hit, vault_b).text == "mail me at <EMAIL_2>"
+    assert hit not in redactor._clean
+
+
+def test_the_clean_memo_is_bounded() -> None:
+    from redaction import redactor as module
+
+    redactor = Redactor(["EMAIL"])
+    for i in range(module._CLEAN_ENTRIES + 10):
+        redactor.redact(f"plain text number {i}", Vault())
+    assert len(redactor._clean) == module._CLEAN_ENTRIES
+    long = "x" * (module._CLEAN_TEXT_MAX + 1)
+    redactor.redact(long, Vault())
+    assert long not in redactor._clean
