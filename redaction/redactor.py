@@ -79,7 +79,13 @@ _CLEAN_TEXT_MAX = 8192
 class Redactor:
     """The compiled detector set of one use case."""
 
-    def __init__(self, entities: Iterable[str], *, extra: Sequence[Recognizer] = ()) -> None:
+    def __init__(
+        self,
+        entities: Iterable[str],
+        *,
+        extra: Sequence[Recognizer] = (),
+        remember_clean: bool = True,
+    ) -> None:
         names = set(entities)
         unknown = sorted(names - ENTITIES)
         if unknown:
@@ -109,6 +115,7 @@ class Redactor:
         #: has been scanned before. Only detector-free texts are kept, so the answer
         #: never depends on a vault; bounded in count and in the size of a text.
         self._clean: dict[str, str] = {}
+        self._remember = remember_clean
 
     def redact(self, text: str, vault: Vault) -> Redacted:
         """Replace every detected value by its placeholder in `vault`."""
@@ -121,7 +128,7 @@ class Redactor:
             found = self._detect(view)
             if not found:  # an unchanged view means there was nothing invisible to strip
                 out = text if view.is_identity else strip_invisible(text)
-                if len(text) <= _CLEAN_TEXT_MAX:
+                if self._remember and len(text) <= _CLEAN_TEXT_MAX:
                     if len(self._clean) >= _CLEAN_ENTRIES:
                         self._clean.pop(next(iter(self._clean)))
                     self._clean[text] = out

@@ -318,3 +318,9 @@ def test_the_clean_memo_is_bounded() -> None:
     long = "x" * (module._CLEAN_TEXT_MAX + 1)
     redactor.redact(long, Vault())
     assert long not in redactor._clean
+
+
+def test_the_memo_can_be_switched_off() -> None:
+    redactor = Redactor(["EMAIL"], remember_clean=False)
+    assert redactor.redact("nothing here", Vault()).text == "nothing here"
+    assert redactor._clean == {}
