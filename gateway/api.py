@@ -61,7 +61,11 @@ async def chat_completions(request: Request) -> Response:
     request.scope["casegate.span"] = span
     client = rt.directory.client_for(request.headers.get("authorization"))
     span.set(attr.CASEGATE_CLIENT, client.name)
-    raw = await read_body(request, rt.settings.limits.max_body_bytes)
+    body_error: RequestTooLarge | None = None
+    try:
+        raw = await read_body(request, rt.settings.limits.max_body_bytes)
+    except RequestTooLarge as exc:
+        raw, body_error = b"", exc  # refused in the pipeline, so the call has its record
     result = await run_chat(
         rt,
         client,
@@ -70,6 +74,7 @@ async def chat_completions(request: Request) -> Response:
         request_id=request_id,
         span=span,
         started_mono=request.scope.get("casegate.t0"),
+        body_error=body_error,
     )
     if result.stream is not None:
         return StreamingResponse(

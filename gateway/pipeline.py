@@ -148,6 +148,7 @@ async def run_chat(
     request_id: str,
     span: ServerSpan,
     started_mono: float | None = None,
+    body_error: GatewayError | None = None,
 ) -> ChatResult:
     policy = rt.policy
     rec = LineageRecord(
@@ -163,7 +164,7 @@ async def run_chat(
     span.set(attr.CASEGATE_LINEAGE_ID, rec.lineage_id)
     streaming_handed_off = False
     try:
-        _read_facts(rt, call, client, raw, headers)
+        _read_facts(rt, call, client, raw, headers, body_error)
         await rt.lineage.start(rec)  # durable before anything goes upstream
         await _decide(rt, call)
         upstream, tools = await _prepare(rt, call)
@@ -251,7 +252,12 @@ async def run_chat(
 
 
 def _read_facts(
-    rt: Runtime, call: Call, client: Client, raw: bytes, headers: Mapping[str, str]
+    rt: Runtime,
+    call: Call,
+    client: Client,
+    raw: bytes,
+    headers: Mapping[str, str],
+    body_error: GatewayError | None = None,
 ) -> None:
     """Step 2: governance facts, use case permission, route, action class."""
     rec = call.rec
@@ -264,6 +270,8 @@ def _read_facts(
     rec.action_class_requested = gov.action_class
     if gov.customer_id is not None:
         rec.customer_ref = rt.keys.customer_ref(gov.customer_id)
+    if body_error is not None:
+        raise body_error  # e.g. 413: still an authenticated call with its one record
     chat = parse_chat_request(raw)
     call.chat = chat
     rec.stream = bool(chat.stream)

@@ -29,7 +29,7 @@ from gateway.consent import ConsentClient
 from gateway.drafts import DraftService
 from gateway.keys import KeyMaterial, load_keys
 from gateway.limits import Counters, Limiter, RedisCounters, check_budgets
-from gateway.lineage import LineageWriter
+from gateway.lineage import LineageWriter, new_lineage_id
 from gateway.metrics import Metrics, start_metrics
 from gateway.policy_admin import fold_activations
 from gateway.providers.base import Deployment, Provider
@@ -197,7 +197,7 @@ class Runtime:
         await store.open()
         closers.append(store.close)
         await store.migrate()
-        active = await sync_policy(store, configured, source=source)
+        active, first_activation = await sync_policy(store, configured, source=source)
         telemetry = configure_telemetry("casegate", env=env)
         closers.append(telemetry.shutdown)
         rt = cls(
@@ -219,6 +219,21 @@ class Runtime:
 
         await start_switchboard(rt, env)
         await start_lineage_service(rt, env)  # heartbeat, recovery, checkpoints, retention
+        if first_activation is not None:
+            # like every activation, the first one is a lineage event (DESIGN.md section 4)
+            await rt.lineage.event(
+                "policy.activated",
+                new_lineage_id(),
+                {
+                    "version": first_activation.version,
+                    "sha256": configured.sha256,
+                    "mode": first_activation.mode,
+                    "reason": first_activation.reason,
+                    "by": first_activation.by,
+                    "previous": None,
+                    "rollback": False,
+                },
+            )
         start_metrics(rt, env)
         from gateway.tripwires import start_tripwires
 
@@ -297,22 +312,25 @@ def start_drafts_and_consent(rt: Runtime, env: Mapping[str, str]) -> None:
         rt.consent.start()
 
 
-async def sync_policy(store: StateStore, configured: LoadedBundle, *, source: str) -> ActivePolicy:
+async def sync_policy(
+    store: StateStore, configured: LoadedBundle, *, source: str
+) -> tuple[ActivePolicy, Activation | None]:
+    """The active policy; and the activation this start made, if the store had none."""
     now = int(time.time() * 1000)
+    first: Activation | None = None
     await store.put_bundle(
         StoredBundle(configured.version, configured.sha256, configured.text, now, "config")
     )
     history = await store.activations()
     if not history:
-        await store.activate(
-            Activation(configured.version, "enforce", now, "config", "first start")
-        )
+        first = Activation(configured.version, "enforce", now, "config", "first start")
+        await store.activate(first)
         history = await store.activations()
     current = fold_activations(history)[0] or history[-1]  # observe runs beside it
     if current.version == configured.version:
-        return compile_policy(configured, current.mode, source=source)
+        return compile_policy(configured, current.mode, source=source), first
     stored = await store.get_bundle(current.version)
     if stored is None:
         raise ConfigError(f"state store: active policy version {current.version!r} is missing")
     loaded = load_bundle(stored.text, source=f"state store policy {current.version!r}")
-    return compile_policy(loaded, current.mode, source=source)
+    return compile_policy(loaded, current.mode, source=source), first

@@ -73,6 +73,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
         return 2
+    if not args.reason:
+        args.reason = f"apply {Path(args.file).name}" + (" (observe)" if args.observe else "")
     stored = _call(args, "POST", "/admin/policies", {"bundle": text, "reason": args.reason})
     word = "stored" if stored["stored"] else "already stored"
     print(f"{stored['version']}: {word} (sha256 {stored['sha256']})")
@@ -147,7 +149,9 @@ def register(sub: Any) -> None:
     apply = actions.add_parser("apply", help="store a bundle version and activate it")
     apply.add_argument("file")
     apply.add_argument("--observe", action="store_true", help="observe beside the enforcing one")
-    apply.add_argument("--reason", required=True, help="why (recorded in lineage)")
+    apply.add_argument(
+        "--reason", help="why (recorded in lineage; default: 'apply FILE [observe]')"
+    )
     apply.set_defaults(func=cmd_apply)
     promote = actions.add_parser("promote", help="make a stored (observed) version enforce")
     promote.add_argument("version")

@@ -190,3 +190,11 @@ def test_concurrent_migrations_apply_once(tmp_path: Path, pg_url: str) -> None:
     every = sorted(v for v, _ in MIGRATIONS["postgres"])
     assert sum(f"applied {every}" in o for o, _ in outs) == 1
     assert sum("up to date" in o for o, _ in outs) == 3
+
+
+def test_policy_apply_takes_the_designs_arguments() -> None:
+    """DESIGN.md section 5: `casegate policy apply FILE [--observe]` (a reason is optional)."""
+    from gateway.cli import build_parser
+
+    args = build_parser().parse_args(["policy", "apply", "bundle.yaml", "--observe"])
+    assert args.file == "bundle.yaml" and args.observe and args.reason is None

@@ -184,6 +184,9 @@ def test_body_over_the_limit_is_413(gateway: GatewayProcess, module_creds: Crede
     )
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "request_too_large"
+    # still an authenticated call: it has its record and the lineage headers
+    assert resp.headers["x-casegate-decision"] == "refused"
+    assert resp.headers["x-casegate-lineage-id"].startswith("lin_")
 
 
 def test_non_text_content_is_400_unless_allowed(client: openai.OpenAI) -> None:

@@ -95,7 +95,8 @@ def test_tamper_delete_truncate_and_forged_checkpoints_are_caught(
 ) -> None:
     ok = store.verify()
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "OK: 6 event(s) in 1 chain(s) verify" in ok.stdout
+    # the first start's policy.activated event, then three calls' start and end events
+    assert "OK: 7 event(s) in 1 chain(s) verify" in ok.stdout
     n_checkpoints = int(ok.stdout.split("; ")[1].split()[0])
     assert n_checkpoints >= 1
 
@@ -119,12 +120,12 @@ def test_tamper_delete_truncate_and_forged_checkpoints_are_caught(
     reinsert(store, row)
 
     # truncate: drop the tail; only a checkpoint can show it
-    tail = [event_row(store, 6), event_row(store, 5)]
+    tail = [event_row(store, 7), event_row(store, 6), event_row(store, 5)]
     store.sql("DELETE FROM lineage_events WHERE seq >= 5")
     out = store.verify()
     assert out.returncode == 1
     assert "checkpoint beyond chain head (truncated)" in out.stdout
-    assert f"chain {tail[0][0]} at seq 6" in out.stdout
+    assert f"chain {tail[0][0]} at seq 7" in out.stdout
     for row in reversed(tail):
         reinsert(store, row)
     assert store.verify().returncode == 0

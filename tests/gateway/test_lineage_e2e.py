@@ -71,7 +71,11 @@ def check_events(events: list[dict[str, Any]], ids: list[str]) -> None:
     for lid in ids:
         assert by_type[(lid, "request.started")] == 1
         assert by_type[(lid, "request.ended")] == 1
-    assert {e["lineage_id"] for e in events} == set(ids)  # the 401 left no record
+    calls = {e["lineage_id"] for e in events if e["type"].startswith("request.")}
+    assert calls == set(ids)  # the 401 left no record
+    # the first start's policy activation is itself an event, like every activation
+    (first,) = [e for e in events if e["type"] == "policy.activated"]
+    assert first["data"]["reason"] == "first start" and first["data"]["by"] == "config"
     chains: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         assert e["hash"] == design_hash(e)
@@ -126,7 +130,7 @@ def test_one_record_per_call_on_sqlite(
         check=False,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "OK: 10 event(s)" in verify.stdout
+    assert "OK: 11 event(s)" in verify.stdout
     # tamper: edit a stored event's data and verify names the broken link
     row = db.execute("SELECT chain, seq, event FROM lineage_events WHERE seq = 2").fetchone()
     edited = json.loads(row[2])

@@ -221,13 +221,15 @@ def test_store_observe_promote_rollback_restart(
     # every activation is a lineage event: who, why, which version, rollback or not
     activations = [e["data"] for e in events(gw2) if e["type"] == "policy.activated"]
     assert [(a["version"], a["mode"], a["rollback"]) for a in activations] == [
+        (V1_VERSION, "enforce", False),  # the first start's activation
         ("v2", "observe", False),
         ("v2", "enforce", False),
         ("v3", "enforce", False),
         ("v2", "enforce", True),
         (V1_VERSION, "enforce", True),
     ]
-    assert activations[3]["by"] == "oncall" and activations[3]["reason"] == "v3 misbehaves"
+    assert activations[0]["by"] == "config" and activations[0]["reason"] == "first start"
+    assert activations[4]["by"] == "oncall" and activations[4]["reason"] == "v3 misbehaves"
     history = httpx.get(gw2.url + "/admin/policies", headers=op(oncall)).json()["history"]
     assert [h["version"] for h in history] == [V1_VERSION, "v2", "v2", "v3", "v2", V1_VERSION]
 
