@@ -71,6 +71,7 @@ class LineageRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     tool_calls_allowed: list[str] = field(default_factory=list)
     tool_calls_blocked: list[str] = field(default_factory=list)
+    tool_calls_removed: list[str] = field(default_factory=list)
     approval: dict[str, Any] | None = None
     kill_switches: list[str] = field(default_factory=list)
     #: what a policy version in observe mode would have decided (gateway/policy_admin.py)
@@ -116,6 +117,7 @@ class LineageRecord:
             "tool_calls": {
                 "allowed": list(self.tool_calls_allowed),
                 "blocked": list(self.tool_calls_blocked),
+                "removed": list(self.tool_calls_removed),
             },
             "approval": self.approval,
             "kill_switches": list(self.kill_switches),

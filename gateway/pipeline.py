@@ -545,6 +545,7 @@ def _record_tools(call: Call) -> None:
         return
     rec.tool_calls_allowed = list(guard.allowed)
     rec.tool_calls_blocked = list(guard.blocked)
+    rec.tool_calls_removed = list(guard.removed)
     # the output was judged, tool calls or not: the record says on which part
     output = "streamed_output" if rec.stream else "response"
     on = ["tool_calls", output] if (guard.allowed or guard.blocked) else [output]

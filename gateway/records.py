@@ -106,7 +106,7 @@ def fold(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "route": start.get("route"),
         "model_served": end.get("model_served"),
         "attempts": end.get("attempts") or [],
-        "tool_calls": end.get("tool_calls") or {"allowed": [], "blocked": []},
+        "tool_calls": end.get("tool_calls") or {"allowed": [], "blocked": [], "removed": []},
         "approval": _approval(end.get("approval"), decisions),
         "kill_switches": end.get("kill_switches") or [],
         "outcome": outcome,

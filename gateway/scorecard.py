@@ -8,9 +8,11 @@ Usage::
 The window is by request start (UTC; ``from`` inclusive, ``to`` exclusive); the
 caller selects the records. Definitions, each over the records of a group:
 
-- ``calls``: records; ``ai_assisted``: records whose end is ``completed``;
+- ``calls``: records; ``ai_assisted``: records whose end is ``completed`` (dry runs
+  excluded: no provider was called);
 - ``refusals``: ``{code: n}`` over records with decision ``refused``;
-- ``policy_exceptions``: every blocked or removed tool call + every ``ineligible`` refusal;
+- ``policy_exceptions``: every blocked tool call, every valid call a downgrade removed
+  with them (``tool_calls.removed``) + every ``ineligible`` refusal;
 - ``manual_override_rate``: (approvals with an edit + rejections) / decided drafts
   (``approval.decided`` with decision approved or rejected);
 - ``expired_drafts``: ``approval.decided`` events with decision ``expired``;
@@ -66,10 +68,12 @@ def figures(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     outcomes: list[Mapping[str, Any]] = []
     for r in records:
         calls += 1
-        ai_assisted += r.get("end") == "completed"
+        # a dry run completes without a provider call: it assisted nobody
+        ai_assisted += r.get("end") == "completed" and not r.get("dry_run")
         complete += bool(r.get("complete"))
-        blocked = (r.get("tool_calls") or {}).get("blocked") or []
-        exceptions += len(blocked)
+        tool_calls = r.get("tool_calls") or {}
+        # each blocked call, and each valid call a downgrade removed with them
+        exceptions += len(tool_calls.get("blocked") or []) + len(tool_calls.get("removed") or [])
         code = r.get("refusal")
         if r.get("decision") == "refused" and code:
             refusals[code] = refusals.get(code, 0) + 1

@@ -41,6 +41,8 @@ class ToolGuard:
     vault: Vault | None  # restore pseudonyms when the bundle allows
     allowed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    #: valid calls dropped with the violating ones by a downgrade (DESIGN.md 10.2)
+    removed: list[str] = field(default_factory=list)
     downgraded: bool = False
 
     def restore(self, text: str) -> str:
@@ -54,6 +56,8 @@ class ToolGuard:
             self.blocked.extend(v.name for v in judgement.violations)
             if self.on_violation == "downgrade":
                 self.downgraded = True
+                self.removed.extend(self.allowed)  # judged fine earlier, removed now
+                self.removed.extend(c.name for c in judgement.allowed)
                 self.allowed.clear()
                 return judgement
             names = ", ".join(sorted({v.name for v in judgement.violations}))
