@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +107,18 @@ class Call:
         return out
 
 
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _incoming_trace_id(headers: Mapping[str, str]) -> str | None:
+    """With telemetry export off there is no span, but the caller's W3C trace id still
+    ties the lineage record to the app's own trace."""
+    match = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
+    if match is None or match.group(1) == "0" * 32:
+        return None
+    return match.group(1)
+
+
 def _headers(call: Call, request_id: str) -> dict[str, str]:
     return {
         "X-Casegate-Lineage-Id": call.rec.lineage_id,
@@ -156,7 +169,7 @@ async def run_chat(
         client=client.name,
         request_id=request_id,
         policy=policy.lineage(),
-        trace_id=span.trace_id_hex,
+        trace_id=span.trace_id_hex or _incoming_trace_id(headers),
     )
     if started_mono is not None:
         rec.started_mono = started_mono  # the overhead metric counts from the ASGI entry

@@ -23,6 +23,8 @@ from tests.conftest import Credentials, gateway_config
 from tests.gateway.helpers import casegate, headers, user
 from tests.kit.stub import Reply, UpstreamStub
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 
 def design_hash(event: dict[str, Any]) -> str:
     body = {k: v for k, v in event.items() if k != "hash"}
@@ -38,7 +40,10 @@ def mixed_run(url: str, creds: Credentials, upstream: UpstreamStub) -> list[str]
     done = client.chat.completions.with_raw_response.create(
         model="support-default",
         messages=user("é café"),
-        extra_headers=headers(case_id="C-9", customer_id="cust-1"),
+        extra_headers={
+            **headers(case_id="C-9", customer_id="cust-1"),
+            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+        },
         extra_body=casegate(),
     )
     ids.append(done.headers["x-casegate-lineage-id"])
@@ -102,6 +107,7 @@ def check_events(events: list[dict[str, Any]], ids: list[str]) -> None:
     assert ends[ids[0]]["model_served"] == "gpt-primary"
     starts = {e["lineage_id"]: e["data"] for e in events if e["type"] == "request.started"}
     assert starts[ids[0]]["case_id"] == "C-9"
+    assert starts[ids[0]]["trace_id"] == TRACE_ID  # the app's trace, even with export off
     assert set(starts[ids[0]]["customer_ref"]) == {"key_id", "hash"}
     text = json.dumps(events, ensure_ascii=False)
     assert "cust-1" not in text and "café" not in text  # no raw identifiers, no message text
