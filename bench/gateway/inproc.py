@@ -190,7 +190,7 @@ async def main_async(args: argparse.Namespace, workdir: Path, procs: Procs) -> N
         # Batches of 512 spans (the SDK's batch size; about what bench.compare's 200 ms
         # schedule makes at c=8) whatever the speed: a run ends with a flush.
         os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
-    os.environ.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
+    os.environ.update(kv.split("=", 1) for kv in args.env)
     bundle = workdir / "bundle.yaml"
     bundle.write_text(targets.bundle_text())
     cfg = workdir / "casegate.yaml"
