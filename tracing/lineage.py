@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import orjson
+
 ZERO_HASH: Final = "0" * 64
 EVENT_KEYS: Final = ("chain", "seq", "type", "at", "lineage_id", "prev_hash", "data", "hash")
 
@@ -91,9 +93,20 @@ def _plainly_canonical(obj: Any) -> bool:
 
 def canonical_json(obj: Any) -> bytes:
     """``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
-    as UTF-8 bytes; ``TypeError`` on floats, non-string keys and non-JSON types."""
+    as UTF-8 bytes; ``TypeError`` on floats, non-string keys and non-JSON types.
+
+    orjson with sorted keys writes the same bytes for every value that passes the
+    check (compact separators, UTF-8 rather than escapes, the same short escapes, keys
+    in code-point order; tests/tracing/test_tracing_canonical.py holds it to that) at a
+    fraction of the cost. What orjson refuses (a Mapping that is not a dict, an int
+    beyond 64 bits, a lone surrogate) takes the definition's own path, so the answer
+    never depends on which encoder ran."""
     if not _plainly_canonical(obj):
         _check_canonical(obj, "")
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        pass
     # A Mapping that is not a dict would not be encodable; normalise nested ones.
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_mapping
@@ -114,13 +127,22 @@ def event_hash(event: Mapping[str, Any]) -> str:
 
 def rfc3339_ms(epoch_ms: int) -> str:
     """``1795850202123`` -> ``"2026-11-28T07:16:42.123Z"`` (UTC, millisecond precision)."""
+    global _last_second
     if isinstance(epoch_ms, bool) or not isinstance(epoch_ms, int):
         raise TypeError(f"epoch_ms must be an int of milliseconds, not {type(epoch_ms).__name__}")
-    t = _EPOCH + timedelta(milliseconds=epoch_ms)
-    return (
-        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}Z"
-    )
+    second, ms = divmod(epoch_ms, 1000)
+    cached_second, prefix = _last_second
+    if cached_second != second:  # events come in bursts within a second: format it once
+        t = _EPOCH + timedelta(seconds=second)
+        prefix = (
+            f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}."
+        )
+        _last_second = (second, prefix)
+    return f"{prefix}{ms:03d}Z"
+
+
+#: the last second `rfc3339_ms` formatted, and its text up to the milliseconds
+_last_second: tuple[int, str] = (-1, "")
 
 
 class ChainWriter:
@@ -163,7 +185,7 @@ class ChainWriter:
         }
         encoded = canonical_json(body)
         digest = hashlib.sha256(encoded).hexdigest()
-        event: dict[str, Any] = json.loads(encoded)
+        event: dict[str, Any] = orjson.loads(encoded)
         event["hash"] = digest
         self.seq += 1
         self.head = digest
