@@ -118,6 +118,13 @@ class Drain:
         finally:
             self._scopes.discard(timer)
 
+    def watch(self, timer: asyncio.Timeout) -> None:
+        """:meth:`watching` as two plain calls, for the per-chunk path of streams."""
+        self._scopes.add(timer)
+
+    def unwatch(self, timer: asyncio.Timeout) -> None:
+        self._scopes.discard(timer)
+
     @contextlib.asynccontextmanager
     async def bounded(self, timeout_s: float | None = None) -> AsyncIterator[None]:
         """``asyncio.timeout(timeout_s)`` that also expires at the cut (then 503)."""

@@ -52,7 +52,14 @@ from gateway.stages.upstream import build_upstream
 from gateway.stores import StateUnavailable
 from gateway.switchboard import watch_stream
 from gateway.tripwires import record_call as record_tripwire_counts
-from policies import CompiledUseCase, Decision, FactsError, decide, facts_from_customer
+from policies import (
+    CompiledUseCase,
+    Decision,
+    FactsError,
+    Switch,
+    decide,
+    facts_from_customer,
+)
 from redaction import RedactionError, Vault, minimise, strip_invisible
 from tracing import ServerSpan
 from tracing import attributes as attr
@@ -80,6 +87,8 @@ class Call:
     policy: ActivePolicy | None = None
     uc: CompiledUseCase | None = None
     decision: Decision | None = None
+    #: the engaged switches `decision` was made under (the switchboard's own tuple)
+    switches_seen: tuple[Switch, ...] = ()
     vault: Vault | None = None
     redactions: dict[str, int] = field(default_factory=dict)
     tools_upstream: list[str] = field(default_factory=list)
@@ -324,13 +333,14 @@ async def _decide(rt: Runtime, call: Call) -> None:
     except FactsError as exc:
         raise InvalidRequest(f"Invalid customer facts: {exc}", param="casegate.customer") from None
     rec.consent_basis = "request"
+    call.switches_seen = switches = rt.switches()
     decision = decide(
         call.policy.loaded.policy,
         use_case=call.gov.use_case,
         requested_class=call.gov.action_class,
         route=call.chat.model,
         facts=facts,
-        switches=rt.switches(),
+        switches=switches,
     )
     if rt.consent is not None and (
         decision.refusal is None or decision.refusal.code == "ineligible"
@@ -339,13 +349,14 @@ async def _decide(rt: Runtime, call: Call) -> None:
         customer["consent"] = await _consent_of_record(rt, call)
         rec.consent_basis = "consent_service"
         facts = facts_from_customer(customer, queue=call.gov.queue, segment=call.gov.segment)
+        call.switches_seen = switches = rt.switches()
         decision = decide(
             call.policy.loaded.policy,
             use_case=call.gov.use_case,
             requested_class=call.gov.action_class,
             route=call.chat.model,
             facts=facts,
-            switches=rt.switches(),
+            switches=switches,
         )
     call.decision = decision
     rec.kill_switches = list(decision.switches)
@@ -810,7 +821,15 @@ async def _stream_body(
     assert call.policy is not None and call.decision is not None and call.chat is not None
     assert call.gov is not None
     cut = watch_stream(
-        rt, rec, call.policy, call.decision, call.chat, call.gov, dep.model, call.guard
+        rt,
+        rec,
+        call.policy,
+        call.decision,
+        call.chat,
+        call.gov,
+        dep.model,
+        call.guard,
+        decided_under=call.switches_seen,
     )
     drain = current_drain()
     try:
@@ -830,8 +849,13 @@ async def _stream_body(
             remaining = deadline - time.monotonic()
             try:
                 async with asyncio.timeout(max(0.0, remaining)) as timer:
-                    with cut.armed(timer), drain.watching(timer):  # a switch, or SIGTERM's
-                        chunk = await upstream.__anext__()  # grace ending, fires it at once
+                    cut.arm(timer)  # a switch, or SIGTERM's grace ending, fires it at once
+                    drain.watch(timer)
+                    try:
+                        chunk = await upstream.__anext__()
+                    finally:
+                        cut.disarm()
+                        drain.unwatch(timer)
             except StopAsyncIteration:
                 chunk = None
             except TimeoutError:

@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import Unavailable
@@ -37,7 +37,15 @@ from gateway.fanout import Fanout, make_fanout
 from gateway.policy_admin import fold_activations
 from gateway.runtime import ActivePolicy, compile_policy
 from gateway.stores.base import SwitchAck, SwitchRow
-from policies import ACTION_CLASSES, Decision, Switch, decide, facts_from_customer, load_bundle
+from policies import (
+    ACTION_CLASSES,
+    Decision,
+    Facts,
+    Switch,
+    decide,
+    facts_from_customer,
+    load_bundle,
+)
 
 if TYPE_CHECKING:
     from gateway.lineage import LineageRecord
@@ -262,7 +270,10 @@ class StreamCut:
         evaluate: Callable[[tuple[Switch, ...]], Decision],
         model: str,
         guard: ToolGuard | None,
+        decided_under: tuple[Switch, ...] | None = None,
     ) -> None:
+        """``decided_under``: the switchboard's tuple `decision` was made under; while
+        the board still holds that very tuple, nothing can have changed the decision."""
         self.board = board
         self.rec = rec
         self.decision = decision
@@ -272,7 +283,8 @@ class StreamCut:
         self.error: Unavailable | None = None
         self._timeout: asyncio.Timeout | None = None
         self._unwatch = board.watch(self._changed)
-        self._changed()  # a switch may have landed between the decision and now
+        if board.current() is not decided_under:
+            self._changed()  # a switch landed between the decision and now
 
     def _changed(self) -> None:
         if self.error is not None:
@@ -305,14 +317,15 @@ class StreamCut:
         if self.error is not None:
             raise self.error
 
-    @contextlib.contextmanager
-    def armed(self, timeout: asyncio.Timeout) -> Iterator[None]:
+    def arm(self, timeout: asyncio.Timeout) -> None:
+        """Fire ``timeout`` at once if a switch comes to cover the stream (until
+        :meth:`disarm`); raise now if one already does. Plain calls, not a context
+        manager: this runs around every chunk of every stream."""
         self._timeout = timeout
-        try:
-            self.check()
-            yield
-        finally:
-            self._timeout = None
+        self.check()
+
+    def disarm(self) -> None:
+        self._timeout = None
 
     def close(self) -> None:
         self._unwatch()
@@ -327,24 +340,27 @@ def watch_stream(
     gov: Governance,
     model: str,
     guard: ToolGuard | None,
+    *,
+    decided_under: tuple[Switch, ...] | None = None,
 ) -> StreamCut:
-    facts = facts_from_customer(
-        chat.casegate.customer.model_dump(), queue=gov.queue, segment=gov.segment
-    )
+    facts: list[Facts] = []  # worked out at the first switch change, if one comes
 
     def evaluate(switches: tuple[Switch, ...]) -> Decision:
+        if not facts:
+            customer = chat.casegate.customer.model_dump()
+            facts.append(facts_from_customer(customer, queue=gov.queue, segment=gov.segment))
         return decide(
             policy.loaded.policy,
             use_case=gov.use_case,
             requested_class=decision.action_class_requested,
             route=chat.model,
-            facts=facts,
+            facts=facts[0],
             switches=switches,
         )
 
     board = rt.switchboard
     assert board is not None
-    return StreamCut(board, rec, decision, evaluate, model, guard)
+    return StreamCut(board, rec, decision, evaluate, model, guard, decided_under)
 
 
 def describe(rows: tuple[SwitchRow, ...]) -> list[dict[str, Any]]:

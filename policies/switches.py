@@ -69,6 +69,8 @@ def evaluate_switches(
     then use case, action class, route), so the message names the switch to release
     first.
     """
+    if not switches:  # the usual case: nothing engaged
+        return _NO_EFFECT
     covering = {
         "global": "global",
         f"use_case:{use_case}": "use_case",
@@ -94,6 +96,11 @@ def evaluate_switches(
         removed_tools=frozenset(tools),
         removed_models=frozenset(models),
     )
+
+
+_NO_EFFECT = SwitchEffect(
+    halt=None, degrade=(), removed_tools=frozenset(), removed_models=frozenset()
+)
 
 
 def valid_scopes(policy: CompiledPolicy, deployments: Mapping[str, Sequence[str]]) -> list[str]:
