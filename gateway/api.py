@@ -10,13 +10,15 @@ not serve (answered with an OpenAI-shaped 404 ``not_supported``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, NotFound, RequestTooLarge
 from gateway.pipeline import run_chat
@@ -31,6 +33,57 @@ class JSONBytes(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class EventStream(Response):
+    """A ``text/event-stream`` response from an async iterator of bytes that stops when
+    the client goes.
+
+    Starlette's StreamingResponse watches for the disconnect with an anyio task group
+    (a task, a cancel scope, and a cancellation delivered at the end of every stream):
+    a tenth of a stream's CPU in the gateway. Here the body is sent from the request's
+    own task and one plain task waits on ``receive()``; if the client goes before the
+    last chunk, that task cancels the request's task, which ends the body iterator
+    where it waits (its ``finally`` records the call) and then returns quietly. A
+    cancellation from anyone else still propagates.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, chunks: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        self.body_iterator = chunks
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        finished = gone = False
+
+        async def listen() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:
+                gone = True
+                me.cancel()
+
+        listener = asyncio.get_running_loop().create_task(listen())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone or me.uncancel() > 0:
+                raise
+        finally:
+            listener.cancel()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()  # a no-op once it ended; else its cleanup runs now
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -77,9 +130,8 @@ async def chat_completions(request: Request) -> Response:
         body_error=body_error,
     )
     if result.stream is not None:
-        return StreamingResponse(
+        return EventStream(
             _ending(result.stream, span),
-            media_type="text/event-stream",
             headers={**result.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     span.end(200)

@@ -80,7 +80,7 @@ class Harness:
     async def call(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
         scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": {"version": "3.0", "spec_version": "2.3"},  # as uvicorn says
             "http_version": "1.1",
             "method": "POST",
             "scheme": "http",

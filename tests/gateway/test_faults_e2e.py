@@ -144,3 +144,35 @@ def test_circuit_breaker_skips_a_dead_deployment_and_probes_it_back(
     upstream.clear()  # the primary recovered
     assert post(gw, creds).json()["model"] == "gpt-primary"  # the probe closes the circuit
     assert post(gw, creds).json()["model"] == "gpt-primary"
+
+
+def test_a_client_leaving_mid_stream_ends_the_upstream_call_and_the_record(
+    gateway: GatewayProcess, module_creds: Credentials, upstream: UpstreamStub
+) -> None:
+    """The client hangs up while the provider is still streaming: the gateway stops
+    reading upstream then (not at the deadline) and still writes the call's end."""
+    upstream.set_default(Reply.stream_stall(after_chunks=2))
+    with (
+        httpx.Client(timeout=DEADLINE + 5) as http,
+        http.stream(
+            "POST",
+            gateway.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {module_creds.helpdesk}", **headers()},
+            json={"model": "support-default", "messages": user("x"), "stream": True, **casegate()},
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        lineage_id = resp.headers["x-casegate-lineage-id"]
+        next(resp.iter_bytes())  # the first chunk arrived; now hang up
+    upstream.set_default(None)
+    upstream.wait_idle(timeout=DEADLINE + 1)
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            end = record_end(gateway, lineage_id)
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "no end event for the abandoned stream"
+            time.sleep(0.05)
+    assert end["end"] != "completed"
+    assert end.get("refusal") != "upstream_timeout"  # ended by the hang-up, not the deadline
