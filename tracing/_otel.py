@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -29,7 +30,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -67,23 +68,45 @@ _ERROR = Status(StatusCode.ERROR)
 _ROOT = Context()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _SCOPE = "casegate"
+#: Bound of the per-combination caches of metric attribute dicts.
+_ATTRIBUTE_SETS = 1024
 
 
 def _mark_failed(span: trace.Span, error_type: str) -> None:
-    """The one place a span becomes an error: status ERROR plus ``error.type``. No status
-    description, because exception messages may carry request content."""
+    """How a span becomes an error: status ERROR plus ``error.type``. No status
+    description, because exception messages may carry request content. (The SERVER span
+    does the same in :meth:`OtelServerSpan.fail`, holding ``error.type`` with its other
+    attributes.)"""
     span.set_attribute(attr.ERROR_TYPE, error_type)
     span.set_status(_ERROR)
 
 
 class OtelServerSpan(ServerSpan):
-    __slots__ = ("_context", "_ended", "_failed", "_span")
+    """The SERVER span, its attributes held here until it ends.
 
-    def __init__(self, span: trace.Span) -> None:
+    The gateway sets a SERVER span's attributes in a dozen calls over the request; each
+    ``Span.set_attribute`` of the SDK takes two locks and cleans its value. Holding them in
+    a dict and handing them over in one ``set_attributes`` at :meth:`end` produces the
+    same span: the SDK moves a re-set key to the end of its ordered attributes, which
+    ``_pending`` mirrors, and values are cleaned by the same SDK function either way.
+    The one place the two could differ is the attribute count limit, where the SDK drops
+    the oldest attribute; so only as many keys are held as fit under the limit next to
+    those given at the start, and past that every attribute goes straight to the SDK
+    (``_pending`` is ``None``) in call order, as before.
+    """
+
+    __slots__ = ("_context", "_ended", "_failed", "_pending", "_room", "_span")
+
+    def __init__(self, span: trace.Span, room: int) -> None:
         self._span = span
         self._context: Context | None = None
         self._ended = False
         self._failed = False
+        self._room = room
+        # A span the sampler dropped records nothing: nothing to hold for it either.
+        self._pending: dict[str, AttrValue] | None = (
+            {} if room > 0 and span.is_recording() else None
+        )
 
     @property
     def trace_id_hex(self) -> str | None:
@@ -96,17 +119,37 @@ class OtelServerSpan(ServerSpan):
             self._context = trace.set_span_in_context(self._span, _ROOT)
         return self._context
 
+    def _hold(self, key: str, value: AttrValue) -> None:
+        pending = self._pending
+        if pending is None or not key or not isinstance(key, str):
+            # An invalid key is dropped (and counted) by the SDK whenever it is set.
+            self._span.set_attribute(key, value)
+        elif key in pending:
+            del pending[key]
+            pending[key] = value
+        elif len(pending) < self._room:
+            pending[key] = value
+        else:
+            self._release()
+            self._pending = None
+            self._span.set_attribute(key, value)
+
+    def _release(self) -> None:
+        pending = self._pending
+        if pending:
+            self._span.set_attributes(pending)
+            pending.clear()
+
     def set(self, key: str, value: AttrValue | None) -> None:
         if value is not None and not self._ended:
-            self._span.set_attribute(key, value)
+            self._hold(key, value)
 
     def set_many(self, attrs: Mapping[str, AttrValue | None]) -> None:
         if self._ended:
             return
-        span = self._span
         for key, value in attrs.items():
             if value is not None:
-                span.set_attribute(key, value)
+                self._hold(key, value)
 
     def event(self, name: str, attrs: Mapping[str, AttrValue] | None = None) -> None:
         if not self._ended:
@@ -115,16 +158,18 @@ class OtelServerSpan(ServerSpan):
     def fail(self, error_type: str) -> None:
         if not self._failed and not self._ended:
             self._failed = True
-            _mark_failed(self._span, error_type)
+            self._hold(attr.ERROR_TYPE, error_type)
+            self._span.set_status(_ERROR)
 
     def end(self, http_status: int | None = None) -> None:
         if self._ended:
             return
         if http_status is not None:
-            self._span.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, http_status)
+            self._hold(attr.HTTP_RESPONSE_STATUS_CODE, http_status)
             if http_status >= 500:
                 self.fail(str(http_status))
         self._ended = True
+        self._release()
         self._span.end()
 
     def _close(self) -> None:
@@ -150,17 +195,21 @@ class OtelAttemptSpan(AttemptSpan):
         if self._done:
             return
         self._done = True
-        span = self._span
+        # One SDK call for all of them, in the order they were set one by one before.
+        attrs: dict[str, AttrValue] = {}
         if response_model is not None:
-            span.set_attribute(attr.GEN_AI_RESPONSE_MODEL, response_model)
+            attrs[attr.GEN_AI_RESPONSE_MODEL] = response_model
         if input_tokens is not None:
-            span.set_attribute(attr.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+            attrs[attr.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
         if output_tokens is not None:
-            span.set_attribute(attr.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+            attrs[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
         if finish_reasons:
-            span.set_attribute(attr.GEN_AI_RESPONSE_FINISH_REASONS, tuple(finish_reasons))
+            attrs[attr.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish_reasons)
         if ttfc_s is not None:
-            span.set_attribute(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttfc_s)
+            attrs[attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc_s
+        span = self._span
+        if attrs:
+            span.set_attributes(attrs)
         span.end()
 
     def fail(self, error_type: str) -> None:
@@ -284,6 +333,7 @@ class OtelTelemetry(Telemetry):
         meter_provider: MeterProvider | None,
         *,
         steps: bool,
+        max_span_attributes: int | None = None,
     ) -> None:
         self.enabled = True
         self.traces_enabled = tracer_provider is not None
@@ -293,6 +343,11 @@ class OtelTelemetry(Telemetry):
         self._meter_provider = meter_provider
         self._tracer = None if tracer_provider is None else tracer_provider.get_tracer(_SCOPE)
         self._metrics = None if meter_provider is None else _Instruments(meter_provider)
+        # How many attributes a span keeps before the SDK drops the oldest (no limit: None).
+        self._max_span_attributes = max_span_attributes
+        # (provider, models, address, port, error) -> the attribute dicts record_operation
+        # passes; the SDK copies what it is given, so one dict per combination serves.
+        self._operation_attrs: dict[tuple[object, ...], _OperationAttrs] = {}
         self._shut = False
         atexit.register(self.shutdown)
 
@@ -309,7 +364,9 @@ class OtelTelemetry(Telemetry):
         span = self._tracer.start_span(
             name, context=context, kind=SpanKind.SERVER, attributes=attributes
         )
-        return OtelServerSpan(span)
+        limit = self._max_span_attributes
+        room = sys.maxsize if limit is None else limit - (len(attributes) if attributes else 0)
+        return OtelServerSpan(span, room)
 
     def attempt_span(
         self,
@@ -373,31 +430,30 @@ class OtelTelemetry(Telemetry):
         metrics = self._metrics
         if metrics is None:
             return
-        base: dict[str, AttrValue] = {
-            attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_OPERATION_CHAT,
-            attr.GEN_AI_PROVIDER_NAME: provider,
-            attr.GEN_AI_REQUEST_MODEL: request_model,
-        }
-        if response_model is not None:
-            base[attr.GEN_AI_RESPONSE_MODEL] = response_model
-        if server_address is not None:
-            base[attr.SERVER_ADDRESS] = server_address
-        if server_port is not None:
-            base[attr.SERVER_PORT] = server_port
-        if error_type is None:
-            metrics.duration.record(duration_s, base)
-        else:
-            metrics.duration.record(duration_s, {**base, attr.ERROR_TYPE: error_type})
+        key = (
+            provider,
+            request_model,
+            response_model,
+            server_address,
+            server_port,
+            type(server_port),  # so that a port of True never shares 1's entry
+            error_type,
+        )
+        attrs = self._operation_attrs.get(key)
+        if attrs is None:
+            attrs = _operation_attrs(
+                provider, request_model, response_model, server_address, server_port, error_type
+            )
+            if len(self._operation_attrs) >= _ATTRIBUTE_SETS:
+                self._operation_attrs.clear()
+            self._operation_attrs[key] = attrs
+        metrics.duration.record(duration_s, attrs.duration)
         if input_tokens is not None:
-            metrics.tokens.record(
-                input_tokens, {**base, attr.GEN_AI_TOKEN_TYPE: attr.GEN_AI_TOKEN_TYPE_INPUT}
-            )
+            metrics.tokens.record(input_tokens, attrs.input_tokens)
         if output_tokens is not None:
-            metrics.tokens.record(
-                output_tokens, {**base, attr.GEN_AI_TOKEN_TYPE: attr.GEN_AI_TOKEN_TYPE_OUTPUT}
-            )
+            metrics.tokens.record(output_tokens, attrs.output_tokens)
         if ttfc_s is not None:
-            metrics.ttfc.record(ttfc_s, base)
+            metrics.ttfc.record(ttfc_s, attrs.base)
 
     def count(self, name: str, value: int = 1, attributes: Mapping[str, str] | None = None) -> None:
         if self._metrics is not None:
@@ -426,6 +482,41 @@ class OtelTelemetry(Telemetry):
             self._meter_provider.shutdown()
 
 
+class _OperationAttrs(NamedTuple):
+    base: Mapping[str, AttrValue]
+    duration: Mapping[str, AttrValue]
+    input_tokens: Mapping[str, AttrValue]
+    output_tokens: Mapping[str, AttrValue]
+
+
+def _operation_attrs(
+    provider: str,
+    request_model: str,
+    response_model: str | None,
+    server_address: str | None,
+    server_port: int | None,
+    error_type: str | None,
+) -> _OperationAttrs:
+    """The attribute sets of one provider attempt's GenAI client metrics."""
+    base: dict[str, AttrValue] = {
+        attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_OPERATION_CHAT,
+        attr.GEN_AI_PROVIDER_NAME: provider,
+        attr.GEN_AI_REQUEST_MODEL: request_model,
+    }
+    if response_model is not None:
+        base[attr.GEN_AI_RESPONSE_MODEL] = response_model
+    if server_address is not None:
+        base[attr.SERVER_ADDRESS] = server_address
+    if server_port is not None:
+        base[attr.SERVER_PORT] = server_port
+    return _OperationAttrs(
+        base=base,
+        duration=base if error_type is None else {**base, attr.ERROR_TYPE: error_type},
+        input_tokens={**base, attr.GEN_AI_TOKEN_TYPE: attr.GEN_AI_TOKEN_TYPE_INPUT},
+        output_tokens={**base, attr.GEN_AI_TOKEN_TYPE: attr.GEN_AI_TOKEN_TYPE_OUTPUT},
+    )
+
+
 def _parent_context(parent: ServerSpan) -> Context:
     return parent.context if isinstance(parent, OtelServerSpan) else _ROOT
 
@@ -446,9 +537,15 @@ def build(
         }
     )
     tracer_provider: TracerProvider | None = None
+    # What TracerProvider would build itself (limits from OTEL_*_LIMIT), made here so that
+    # the server span knows the attribute count limit.
+    limits = SpanLimits()
     if config.traces is not None:
         tracer_provider = TracerProvider(
-            sampler=_sampler(config), resource=resource, shutdown_on_exit=False
+            sampler=_sampler(config),
+            resource=resource,
+            shutdown_on_exit=False,
+            span_limits=limits,
         )
         if "otlp" in config.traces.exporters and config.traces.otlp is not None:
             exporter = _span_exporter(config.traces.otlp)
@@ -468,7 +565,12 @@ def build(
         if readers
         else None
     )
-    return OtelTelemetry(tracer_provider, meter_provider, steps=config.trace_steps)
+    return OtelTelemetry(
+        tracer_provider,
+        meter_provider,
+        steps=config.trace_steps,
+        max_span_attributes=limits.max_span_attributes,
+    )
 
 
 def _sampler(config: ExportConfig) -> Sampler:
@@ -484,7 +586,8 @@ def _sampler(config: ExportConfig) -> Sampler:
 
 
 def _span_exporter(target: OtlpTarget) -> SpanExporter:
-    """Import and build only the exporter the configuration names (gRPC is heavy)."""
+    """Import and build only the exporter the configuration names (gRPC is heavy). Over
+    HTTP, the stock exporter with our own encoder (see ``tracing._span_exporter``)."""
     headers = dict(target.headers) or None
     if target.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -494,9 +597,9 @@ def _span_exporter(target: OtlpTarget) -> SpanExporter:
         return GrpcSpanExporter(
             endpoint=target.endpoint, headers=headers, compression=_grpc_compression(target)
         )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from tracing._span_exporter import SpanExporterHttp
 
-    return OTLPSpanExporter(
+    return SpanExporterHttp(
         endpoint=target.endpoint, headers=headers, compression=_http_compression(target)
     )
 

@@ -21,9 +21,12 @@ configuration pays one method call per hook and starts no threads. When export i
 configured, :func:`configure_telemetry` imports ``tracing._otel`` (the SDK, and only the
 OTLP exporter the configuration names) and returns its subclasses.
 
-Failure marking lives in one function of ``tracing._otel``: ``fail(error_type)`` sets the
-span status to ERROR and ``error.type``, for server, attempt and step spans alike. The
-first failure recorded on a span wins; calls after a span ended are ignored.
+Failure marking is the same for server, attempt and step spans: ``fail(error_type)`` sets
+the span status to ERROR and ``error.type`` (``tracing._otel``). The first failure
+recorded on a span wins; calls after a span ended are ignored.
+
+With OTLP/HTTP export, spans are encoded by ``tracing._span_encoder`` (the same bytes as
+the SDK encoder, written directly) and sent by ``tracing._span_exporter``.
 """
 
 from __future__ import annotations
