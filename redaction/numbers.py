@@ -25,7 +25,7 @@ expression engine skips to quickly.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .text import ascii_bytes
@@ -45,10 +45,15 @@ _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
 CLUSTER = re.compile(rb"0(?: {0,12}0)*")
 
 
-def digit_mask(text: str, fewest: int = 0) -> bytes | None:
+def digit_mask(text: str, fewest: int = 0, hidden: Iterable[tuple[int, int]] = ()) -> bytes | None:
     """One byte per character of `text` (see above); None if it has fewer than `fewest`
-    ASCII digits."""
+    ASCII digits. The `hidden` spans (placeholders) count as text without digits."""
     encoded = ascii_bytes(text)
+    if hidden:
+        blanked = bytearray(encoded)
+        for start, end in hidden:
+            blanked[start:end] = bytes(end - start)  # NUL: neither a digit nor a newline
+        encoded = bytes(blanked)
     if fewest and len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
         return None  # the common case, prose without numbers, in a few C calls
     return encoded.translate(_DIGIT_MASK)
@@ -88,7 +93,7 @@ _RUN = re.compile(
     r"(?<![A-Za-z0-9_@+])(?<![A-Za-z0-9][\-/.])"  # not the tail of an identifier
     r"(?:\+|\(\+?)?[0-9]+(?:[ .\-/()]{1,3}[0-9]+)*"
 )
-_GROUP = re.compile(r"[0-9]+")
+_GROUP_SPLIT = re.compile(r"([0-9]+)")
 _DATE_SEPS = frozenset("/.-")
 
 
@@ -101,6 +106,7 @@ class Run:
     prefix: str  # "", "+", "(" or "(+"
     blocked: frozenset[int]  # groups that belong to a date
     values: tuple[str, ...] = ()  # the groups' digits, read once for every recognizer
+    totals: tuple[int, ...] = (0,)  # totals[k]: the digits of the groups before group k
 
     def digits(self, i: int, j: int) -> str:
         return "".join(self.values[i : j + 1])
@@ -109,10 +115,9 @@ class Run:
         return [len(v) for v in self.values[i : j + 1]]
 
 
-def _is_date(values: list[str], seps: list[str]) -> bool:
+def _is_date(values: tuple[str, ...], sep: str) -> bool:
+    """Three groups joined twice by `sep` (one of "/.-"), read as a date."""
     a, b, c = values
-    if seps[0] != seps[1] or seps[0] not in _DATE_SEPS:
-        return False
     la, lb, lc = len(a), len(b), len(c)
     if la == 4 and lb <= 2 and lc <= 2:  # 2026-01-15
         return 1 <= int(b) <= 12 and 1 <= int(c) <= 31
@@ -151,19 +156,27 @@ def _cluster_runs(text: str, start: int, end: int) -> Iterator[Run]:
         run_text = m.group()
         if len(run_text) < MIN_RUN_DIGITS:
             continue
-        base = m.start()
-        groups = tuple((g.start() + base, g.end() + base) for g in _GROUP.finditer(run_text))
-        values = tuple(text[s:e] for s, e in groups)
-        prefix = text[base : groups[0][0]]
-        if len(groups) == 1:
-            yield Run(text, base, groups, (), prefix, frozenset(), values)
-            continue
-        seps = tuple(text[groups[k][1] : groups[k + 1][0]] for k in range(len(groups) - 1))
+        # [prefix, group, sep, group, ..., group, ""]: a run ends with a digit
+        parts = _GROUP_SPLIT.split(run_text)
+        prefix = parts[0]
+        values = tuple(parts[1::2])
+        seps = tuple(parts[2:-1:2])
+        groups: list[tuple[int, int]] = []
+        totals = [0]
+        pos = m.start() + len(prefix)
+        for value, sep in zip(values, (*seps, ""), strict=True):
+            size = len(value)
+            groups.append((pos, pos + size))
+            totals.append(totals[-1] + size)
+            pos += size + len(sep)
         blocked: set[int] = set()
-        for k in range(len(groups) - 2):
-            if _is_date(list(values[k : k + 3]), list(seps[k : k + 2])):
+        for k in range(len(seps) - 1):
+            sep = seps[k]
+            if sep == seps[k + 1] and sep in _DATE_SEPS and _is_date(values[k : k + 3], sep):
                 blocked.update((k, k + 1, k + 2))
-        yield Run(text, base, groups, seps, prefix, frozenset(blocked), values)
+        yield Run(
+            text, m.start(), tuple(groups), seps, prefix, frozenset(blocked), values, tuple(totals)
+        )
 
 
 # judge(run, i, j, digits): the span of groups i..j (holding `digits` digits), or None.
@@ -175,31 +188,32 @@ def pick_windows(
 ) -> Iterator[tuple[int, int]]:
     """Yield the spans `judge` accepts, longest window first from each leftmost start.
 
-    Only windows holding `min_digits` to `max_digits` digits are judged.
+    Only windows holding `min_digits` to `max_digits` digits are judged (a recognizer
+    narrows the range to what its judge can accept: judging is the costly step).
     """
-    values = run.values
     blocked = run.blocked
-    count = len(values)
+    totals = run.totals
+    count = len(run.values)
     i = 0
     while i < count:
         if i in blocked:
             i += 1
             continue
-        ends: list[tuple[int, int]] = []
-        total = 0
-        for j in range(i, count):
-            if j in blocked:
+        base = totals[i]
+        last = i  # the longest window from i: up to a date or to `max_digits`
+        while last + 1 < count and last + 1 not in blocked:
+            if totals[last + 2] - base > max_digits:
                 break
-            total += len(values[j])
-            if total > max_digits:
+            last += 1
+        step = 1
+        for j in range(last, i - 1, -1):
+            digits = totals[j + 1] - base
+            if digits < min_digits:
                 break
-            if total >= min_digits:
-                ends.append((j, total))
-        for j, digits in reversed(ends):
-            span = judge(run, i, j, digits)
-            if span is not None:
-                yield span
-                i = j + 1
-                break
-        else:
-            i += 1
+            if digits <= max_digits:
+                span = judge(run, i, j, digits)
+                if span is not None:
+                    yield span
+                    step = j + 1 - i
+                    break
+        i += step

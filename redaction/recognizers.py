@@ -21,6 +21,7 @@ from .text import ascii_bytes
 from .validators import IBAN_LENGTHS, card_ok, iban_ok, ip_ok, nino_ok, ssn_ok
 
 __all__ = [
+    "ANCHOR",
     "BUILTIN",
     "CardRecognizer",
     "EmailRecognizer",
@@ -68,6 +69,11 @@ _EMAIL = re.compile(
 )
 
 
+# Up to the last character that cannot be in a local part (`str.isalnum` or "._%+-";
+# what `\w` adds to `isalnum` is "_"): one match, backtracking from the "@".
+_BEFORE_LOCAL_PART = re.compile(r"(?s:.*)[^\w.%+\-]")
+
+
 def _may_be_spelled(text: str) -> bool:
     """Whether `text` holds "dot" or "at]" (any case; "at )" too): the spelled forms'
     anchors. Read from its ASCII bytes: lower-casing a non-ASCII `str` is slow; and
@@ -102,13 +108,10 @@ class EmailRecognizer:
         end = 0
         at = text.find("@")
         while at != -1:
-            start = at
-            while (
-                start > end
-                and at - start < 64
-                and (text[start - 1].isalnum() or text[start - 1] in "._%+-")
-            ):
-                start -= 1
+            # the local part: the (at most 64) address characters right before the "@"
+            lo = max(end, at - 64)
+            before = _BEFORE_LOCAL_PART.match(text, lo, at)
+            start = lo if before is None else before.end()
             while start < at and text[start] == ".":
                 start += 1
             m = _EMAIL.match(text, start) if start < at else None
@@ -163,7 +166,10 @@ class PhoneRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
-            yield from pick_windows(run, self._judge, 7, 17)
+            if "+" in run.prefix or any(value.startswith("00") for value in run.values):
+                yield from pick_windows(run, self._judge, 7, 17)
+            else:  # no window can be international: `_judge` takes only 9-11 digits
+                yield from pick_windows(run, self._judge, 9, 11)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
@@ -231,7 +237,8 @@ class CardRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
-            yield from pick_windows(run, self._judge, 12, 19)
+            # A window of 12 digits counts only as the whole run (see `_judge`).
+            yield from pick_windows(run, self._judge, 12 if run.totals[-1] == 12 else 13, 19)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
@@ -280,6 +287,10 @@ class SsnRecognizer:
 _IBAN = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){10,32}")
 _IBAN_HEAD = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}")
 _SEPARATORS = re.compile(r"[ \-]")
+_IBAN_BODY = {
+    length: re.compile(rf"(?:[ \-]?[A-Za-z0-9]){{{length - 4}}}")
+    for length in set(IBAN_LENGTHS.values())
+}
 
 
 class IbanRecognizer:
@@ -310,12 +321,13 @@ class IbanRecognizer:
         length = IBAN_LENGTHS.get(text[start : start + 2].upper())
         if length is None:
             return None
-        count, pos = 0, start
-        while pos < stop and count < length:
-            if text[pos] not in " -":
-                count += 1
-            pos += 1
-        if count < length or (pos < len(text) and (text[pos].isalnum() or text[pos] == "_")):
+        # the country's number of characters after the four of the head, if there are
+        # that many (`_IBAN` took up to 32 of them, and no country has more than 29)
+        m = _IBAN_BODY[length].match(text, start + 4, stop)
+        if m is None:
+            return None
+        pos = m.end()
+        if pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
             return None
         ok = iban_ok(_SEPARATORS.sub("", text[start:pos]).upper())
         return (start, pos) if ok else None
@@ -391,6 +403,22 @@ class Ipv4Recognizer:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
 
+def _has_ipv6_colons(text: str) -> bool:
+    """Whether `text` holds "::" or six colons (1:2:3:4:5:6:1.2.3.4 has six).
+
+    Read from its ASCII bytes, one `bytes.find` per colon up to the sixth: most texts
+    have none, and `str` searches for "::" in a non-ASCII text are slow."""
+    raw = ascii_bytes(text)
+    colon = raw.find(b":")
+    seen = 0
+    while colon != -1:
+        seen += 1
+        if seen == 6 or raw[colon + 1 : colon + 2] == b":":
+            return True
+        colon = raw.find(b":", colon + 1)
+    return False
+
+
 class Ipv6Recognizer:
     """IPv6 addresses (also with an embedded IPv4 tail), found from their colons."""
 
@@ -398,7 +426,7 @@ class Ipv6Recognizer:
     min_digits = 0
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        if "::" not in text and text.count(":") < 6:  # 1:2:3:4:5:6:1.2.3.4 has six
+        if not _has_ipv6_colons(text):
             return
         n = len(text)
         colon = text.find(":")
@@ -430,6 +458,11 @@ class Ipv6Recognizer:
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
+
+# Every span a built-in recognizer finds holds a match of ANCHOR: the number-based ones
+# hold digits, an e-mail "@" or a spelled "at]" / "dot" (see `_may_be_spelled`), an
+# IPv6 address colons. Text without one holds nothing to find (`Redactor._may_hold`).
+ANCHOR = re.compile(r"[0-9@:]|(?i:dot)|(?i:at)[ \t]?[\])}>]")
 
 EMAIL = EmailRecognizer()
 PHONE = PhoneRecognizer()

@@ -16,8 +16,9 @@ characters are dropped. Placeholder-shaped text ("<EMAIL_3>") is never detected.
 The result is a fixed point: if replacing changed the text, it is scanned again (a
 placeholder is a new neighbour for the text around it), so redacting twice equals
 redacting once. The confirming scans of the built-in recognizers read only the
-stretches of text around the new placeholders (`_windows` says why that is enough);
-with extra recognizers, whose reach is unknown, every scan reads the whole text. Any
+stretches of text around the new placeholders (`_windows` says why that is enough),
+and skip a stretch that holds no `ANCHOR` outside its placeholders (`_may_hold`); with
+extra recognizers, whose reach is unknown, every scan reads the whole text. Any
 failure inside a detector is raised as `RedactionError`.
 """
 
@@ -26,10 +27,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import NamedTuple
 
 from .errors import RedactionError, UnknownEntityError
 from .numbers import CLUSTER, Cluster, digit_mask, know_clusters
-from .recognizers import BUILTIN, Recognizer
+from .recognizers import ANCHOR, BUILTIN, Recognizer
 from .text import View, normalise, strip_invisible
 from .vault import PLACEHOLDER, Vault
 
@@ -63,8 +66,7 @@ class Redacted:
     counts: Mapping[str, int] = field(default_factory=dict)  # entities replaced in this text
 
 
-@dataclass(frozen=True, slots=True)
-class _Found:
+class _Found(NamedTuple):  # a tuple: cheaper to make than a frozen dataclass
     start: int
     end: int
     entity: str
@@ -169,20 +171,20 @@ class Redactor:
 
     def _detect(self, view: View) -> list[_Found]:
         text = view.text
+        protected = [m.span() for m in PLACEHOLDER.finditer(text)] if "<" in text else []
         found: list[_Found] = []
         for rec, rank in self._anywhere:
-            found.extend(_spans(rec, text, 0, rank))
+            _collect(found, rec, text, 0, rank)
         if self._digit_based:
-            for start, end, digits, clusters in _regions(text, self._fewest_digits):
+            for start, end, digits, clusters in _regions(text, self._fewest_digits, protected):
                 region = text[start:end]
-                know_clusters(region, tuple((s - start, e - start, n) for s, e, n in clusters))
+                know_clusters(region, tuple([(s - start, e - start, n) for s, e, n in clusters]))
                 for rec, rank, min_digits in self._digit_based:
                     if digits >= min_digits:
-                        found.extend(_spans(rec, region, start, rank))
+                        _collect(found, rec, region, start, rank)
         if not found:
             return found
-        if "<" in text:
-            protected = [m.span() for m in PLACEHOLDER.finditer(text)]
+        if protected:
             found = [f for f in found if not any(f.start < e and s < f.end for s, e in protected)]
         return _resolve(found)
 
@@ -195,12 +197,25 @@ class Redactor:
         for start, end in _windows(text, placed):
             begin = max(0, start - (_LOOKBACK if text[start - 1 : start] == "\n" else 2))
             part = text[begin:end]
+            if not self._may_hold(part):
+                continue
             found.extend(
                 _Found(f.start + begin, f.end + begin, f.entity, f.rank)
                 for f in self._detect(View(part, part))
                 if f.start + begin >= start  # a lookback-only span is no concern of ours
             )
         return found
+
+    def _may_hold(self, part: str) -> bool:
+        """False when `_detect` certainly finds nothing in `part` (built-ins only).
+
+        Most stretches a confirming scan reads hold nothing but prose and placeholders,
+        and `_detect` costs more in fixed steps than such a stretch is long. A span that
+        overlaps a placeholder is dropped, so what is left to find lies in the text
+        between them and holds an `ANCHOR` there (a digit, "@", ":" or a spelled form).
+        """
+        bare = PLACEHOLDER.sub("\0", part) if "<" in part else part
+        return ANCHOR.search(bare) is not None
 
     @staticmethod
     def _replace(
@@ -216,6 +231,10 @@ class Redactor:
         last = 0
         for f in found:
             start, end = view.span(f.start, f.end)
+            if start < last:  # "¼" is "1", U+2044, "4" in the view: two spans may share it
+                start = last  # it stays with the first, so restoring gives it back once
+                if start >= end:
+                    continue
             before = strip(original[last:start])
             ph = vault.placeholder(f.entity, strip(original[start:end]))
             size += len(before)
@@ -228,22 +247,28 @@ class Redactor:
         return "".join(out), placed
 
 
-def _spans(rec: Recognizer, text: str, offset: int, rank: int) -> Iterable[_Found]:
-    entity = rec.entity
+def _collect(found: list[_Found], rec: Recognizer, text: str, offset: int, rank: int) -> None:
+    """Append what `rec` finds in `text` (at `offset` in the scanned text) to `found`."""
     size = len(text)
     for start, end in rec.find(text):
         if not 0 <= start < end <= size:
-            raise RedactionError(f"recognizer for {entity} returned an invalid span")
-        yield _Found(start + offset, end + offset, entity, rank)
+            raise RedactionError(f"recognizer for {rec.entity} returned an invalid span")
+        found.append(_Found(start + offset, end + offset, rec.entity, rank))
 
 
-def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[Cluster]]]:
+def _regions(
+    text: str, fewest: int, placeholders: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int, int, list[Cluster]]]:
     """(start, end, digit count, clusters) of the merged regions around digit clusters.
 
     The clusters are kept for the recognizers (`know_clusters`): a region never cuts one.
+    The digits of `placeholders` are not counted: a span that overlaps a placeholder is
+    dropped, so every span kept has its `min_digits` outside them. This is what makes a
+    confirming scan cheap: around "<IP_ADDRESS_1>" there is usually no digit left, and
+    no number-based recognizer runs.
     """
     regions: list[tuple[int, int, int, list[Cluster]]] = []
-    mask = digit_mask(text, fewest)
+    mask = digit_mask(text, fewest, placeholders)
     if mask is None:
         return regions  # too few digits for any recognizer: skip the cluster scan
     # Widening to whitespace is done lazily: a cluster whose bare margin already reaches
@@ -273,9 +298,12 @@ def _regions(text: str, fewest: int) -> list[tuple[int, int, int, list[Cluster]]
 
 def _space_before(text: str, pos: int) -> int:
     """`pos` moved back to just after the nearest whitespace (or to 0)."""
-    while pos > 0 and not text[pos - 1].isspace():
-        pos -= 1
-    return pos
+    last = text.rfind(" ", 0, pos)  # the usual whitespace; then any other kind after it
+    other = _SPACE.search(text, last + 1, pos)
+    while other is not None:
+        last = other.start()
+        other = _SPACE.search(text, last + 1, pos)
+    return last + 1
 
 
 def _space_at_or_after(text: str, pos: int) -> int:
@@ -331,6 +359,10 @@ def _cut_after(text: str, pos: int) -> int:
 
 def _resolve(found: list[_Found]) -> list[_Found]:
     """Keep non-overlapping spans, longest first (then by entity priority), in text order."""
+    if len(found) > 1:
+        found.sort()  # by start: most texts have no overlap at all, and all are kept
+        if all(a.end <= b.start for a, b in pairwise(found)):
+            return found
     kept: list[_Found] = []
     for f in sorted(found, key=lambda f: (f.start - f.end, f.rank, f.start)):
         if all(f.end <= k.start or k.end <= f.start for k in kept):

@@ -157,4 +157,4 @@ def ip_key(candidate: str) -> str | None:
         parts = [*lo, *["0"] * (8 - len(lo) - len(hi)), *hi]
     else:
         parts = candidate.split(":")
-    return ":".join(f"{int(part, 16):x}" for part in parts)
+    return ":".join([part.lstrip("0") or "0" for part in parts]).lower()

@@ -32,11 +32,13 @@ _SPELLED_DOT = re.compile(r"\s*[\[({<]\s*(?i:dot)\s*[\])}>]\s*|\s+(?i:dot)\s+")
 _NON_DIGITS = re.compile(r"[^0-9]")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _FORMAT_VERSION = 1
+# Entity names `placeholder` has checked already (a few per process: the recognizers').
+_CHECKED_NAMES: set[str] = set()
 
 
 def canonical(entity: str, value: str) -> str:
     """The key two spellings of one value share: how the vault decides "same value"."""
-    text = normalise_value(value).strip()
+    text = (value if value.isascii() else normalise_value(value)).strip()
     if entity == "EMAIL":
         if "@" not in text:
             text = _SPELLED_AT.sub("@", text, count=1)
@@ -92,8 +94,11 @@ class Vault:
 
     def placeholder(self, entity: str, value: str) -> str:
         """The placeholder of `value`, adding `<ENTITY_N>` with the next N if it is new."""
-        if _ENTITY_NAME.fullmatch(entity) is None:
-            raise ValueError(f"entity names are upper-case identifiers, got {entity!r}")
+        if entity not in _CHECKED_NAMES:
+            if _ENTITY_NAME.fullmatch(entity) is None:
+                raise ValueError(f"entity names are upper-case identifiers, got {entity!r}")
+            if len(_CHECKED_NAMES) < 256:
+                _CHECKED_NAMES.add(entity)
         key = (entity, canonical(entity, value))
         found = self._by_key.get(key)
         if found is not None:
