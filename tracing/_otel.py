@@ -48,6 +48,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tracing import attributes as attr
+from tracing._lite_spans import LiteSpan, LiteTracer, SpanLike
 from tracing._metric_streams import (
     FastInstrument,
     MetricStreams,
@@ -79,7 +80,7 @@ _SCOPE = "casegate"
 _ATTRIBUTE_SETS = 1024
 
 
-def _mark_failed(span: trace.Span, error_type: str) -> None:
+def _mark_failed(span: SpanLike, error_type: str) -> None:
     """How a span becomes an error: status ERROR plus ``error.type``. No status
     description, because exception messages may carry request content. (The SERVER span
     does the same in :meth:`OtelServerSpan.fail`, holding ``error.type`` with its other
@@ -104,7 +105,7 @@ class OtelServerSpan(ServerSpan):
 
     __slots__ = ("_context", "_ended", "_failed", "_pending", "_room", "_span")
 
-    def __init__(self, span: trace.Span, room: int) -> None:
+    def __init__(self, span: SpanLike, room: int) -> None:
         self._span = span
         self._context: Context | None = None
         self._ended = False
@@ -123,7 +124,12 @@ class OtelServerSpan(ServerSpan):
     def context(self) -> Context:
         """A context whose current span is this one, for children."""
         if self._context is None:
-            self._context = trace.set_span_in_context(self._span, _ROOT)
+            span = self._span
+            self._context = (
+                span.context_for_children()
+                if isinstance(span, LiteSpan)
+                else trace.set_span_in_context(span, _ROOT)  # type: ignore[arg-type]
+            )
         return self._context
 
     def _hold(self, key: str, value: AttrValue) -> None:
@@ -186,7 +192,7 @@ class OtelServerSpan(ServerSpan):
 class OtelAttemptSpan(AttemptSpan):
     __slots__ = ("_done", "_span")
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: SpanLike) -> None:
         self._span = span
         self._done = False
 
@@ -235,7 +241,7 @@ class OtelAttemptSpan(AttemptSpan):
 class OtelStepSpan(StepSpan):
     __slots__ = ("_done", "_span")
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: SpanLike) -> None:
         self._span = span
         self._done = False
 
@@ -378,6 +384,7 @@ class OtelTelemetry(Telemetry):
         steps: bool,
         max_span_attributes: int | None = None,
         fast_metrics: bool = True,
+        fast_spans: bool = True,
     ) -> None:
         self.enabled = True
         self.traces_enabled = tracer_provider is not None
@@ -386,6 +393,9 @@ class OtelTelemetry(Telemetry):
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._tracer = None if tracer_provider is None else tracer_provider.get_tracer(_SCOPE)
+        # Spans started without the SDK Span where the set-up allows (tracing._lite_spans);
+        # fast_spans=False keeps the SDK's start_span (the tests' reference path).
+        self._lite = None if self._tracer is None or not fast_spans else LiteTracer(self._tracer)
         self._metrics = (
             None if meter_provider is None else _Instruments(meter_provider, fast=fast_metrics)
         )
@@ -397,6 +407,19 @@ class OtelTelemetry(Telemetry):
         self._shut = False
         atexit.register(self.shutdown)
 
+    def _start(
+        self,
+        name: str,
+        context: Context,
+        kind: SpanKind,
+        attributes: Mapping[str, AttrValue] | None,
+    ) -> SpanLike:
+        lite = self._lite
+        if lite is not None:
+            return lite.start(name, context, kind, attributes)
+        assert self._tracer is not None
+        return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+
     def server_span(
         self,
         name: str,
@@ -407,9 +430,7 @@ class OtelTelemetry(Telemetry):
             return NOOP_SERVER_SPAN
         carrier = _trace_headers(headers)
         context = _ROOT if carrier is None else _PROPAGATOR.extract(carrier, _ROOT)
-        span = self._tracer.start_span(
-            name, context=context, kind=SpanKind.SERVER, attributes=attributes
-        )
+        span = self._start(name, context, SpanKind.SERVER, attributes)
         limit = self._max_span_attributes
         room = sys.maxsize if limit is None else limit - (len(attributes) if attributes else 0)
         return OtelServerSpan(span, room)
@@ -440,22 +461,19 @@ class OtelTelemetry(Telemetry):
             attrs[attr.SERVER_ADDRESS] = server_address
         if server_port is not None:
             attrs[attr.SERVER_PORT] = server_port
-        span = self._tracer.start_span(
+        span = self._start(
             f"{attr.GEN_AI_OPERATION_CHAT} {request_model}",
-            context=_parent_context(parent),
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
+            _parent_context(parent),
+            SpanKind.CLIENT,
+            attrs,
         )
         return OtelAttemptSpan(span)
 
     def step_span(self, parent: ServerSpan, name: str) -> StepSpan:
         if not self.steps_enabled or self._tracer is None:
             return NOOP_STEP_SPAN
-        span = self._tracer.start_span(
-            name,
-            context=_parent_context(parent),
-            kind=SpanKind.INTERNAL,
-            attributes={attr.CASEGATE_STEP: name},
+        span = self._start(
+            name, _parent_context(parent), SpanKind.INTERNAL, {attr.CASEGATE_STEP: name}
         )
         return OtelStepSpan(span)
 
