@@ -37,30 +37,46 @@ __all__ = [
     "digit_mask",
     "digit_runs",
     "know_clusters",
+    "mask_clusters",
     "pick_windows",
 ]
 
 _DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
 _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
+_COUNT_FIRST = 16384  # characters: see `digit_mask`
 CLUSTER = re.compile(rb"0(?: {0,12}0)*")
 
 
 def digit_mask(text: str, fewest: int = 0, hidden: Iterable[tuple[int, int]] = ()) -> bytes | None:
     """One byte per character of `text` (see above); None if it has fewer than `fewest`
-    ASCII digits. The `hidden` spans (placeholders) count as text without digits."""
+    ASCII digits. The `hidden` spans (placeholders) count as text without digits.
+
+    With `fewest`, the digits of a long text are counted first (a deleting translation
+    writes nearly nothing for prose without numbers, where a mask would write every
+    byte); a short text's mask is made at once, and is None only if it has no digit."""
     encoded = ascii_bytes(text)
     if hidden:
         blanked = bytearray(encoded)
         for start, end in hidden:
             blanked[start:end] = bytes(end - start)  # NUL: neither a digit nor a newline
         encoded = bytes(blanked)
-    if fewest and len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
-        return None  # the common case, prose without numbers, in a few C calls
-    return encoded.translate(_DIGIT_MASK)
+    if fewest and len(encoded) > _COUNT_FIRST:
+        if len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
+            return None  # the common case, prose without numbers, in a few C calls
+    mask = encoded.translate(_DIGIT_MASK)
+    if fewest and b"0" not in mask:
+        return None
+    return mask
 
 
-# The number-based recognizers of one redactor scan the same region one after another:
-# the last region's clusters and runs are kept (one tuple swap, safe between threads).
+def mask_clusters(mask: bytes) -> list[tuple[int, int, int]]:
+    """(start, end, digit count) of each cluster of a digit mask."""
+    count = mask.count
+    return [(a, b, count(b"0", a, b)) for a, b in map(re.Match.span, CLUSTER.finditer(mask))]
+
+
+# The number-based recognizers of one redactor scan the same text one after another:
+# the last text's clusters and runs are kept (one tuple swap, safe between threads).
 _last_clusters: tuple[str, tuple[tuple[int, int, int], ...]] = ("", ())
 
 
@@ -68,8 +84,10 @@ Cluster = tuple[int, int, int]  # start, end, digits
 
 
 def know_clusters(text: str, clusters: tuple[Cluster, ...]) -> None:
-    """Hand `digit_clusters` the clusters of `text`, found while scanning a text around it."""
-    global _last_clusters
+    """Hand `digit_clusters` the clusters of `text` (the redactor's: its mask leaves out
+    placeholders), and forget runs found from other clusters of the same text."""
+    global _last_clusters, _last
+    _last = ("", ())
     _last_clusters = (text, clusters)
 
 
@@ -81,7 +99,7 @@ def digit_clusters(text: str) -> tuple[Cluster, ...]:
         return cached
     mask = digit_mask(text)
     assert mask is not None  # no minimum asked
-    clusters = tuple((*m.span(), mask.count(b"0", *m.span())) for m in CLUSTER.finditer(mask))
+    clusters = tuple(mask_clusters(mask))
     _last_clusters = (text, clusters)
     return clusters
 

@@ -6,7 +6,7 @@
 A recognizer only detects: it yields (start, end) spans of the text it is given.
 Replacing is the `Redactor`'s job. Number-based recognizers declare `min_digits`: every
 span they yield holds at least that many ASCII digits, which lets the redactor skip them
-on text without enough digits and run them only on the regions around digit clusters.
+on text without enough digits; they read the text only at its digit clusters.
 They expect the normalised view (ASCII digits); `Redactor` provides it.
 """
 
@@ -166,7 +166,8 @@ class PhoneRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
-            if "+" in run.prefix or any(value.startswith("00") for value in run.values):
+            # a "+" prefix, or a group starting "00" (one C-level search, not a generator)
+            if "+" in run.prefix or "|00" in "|" + "|".join(run.values):
                 yield from pick_windows(run, self._judge, 7, 17)
             else:  # no window can be international: `_judge` takes only 9-11 digits
                 yield from pick_windows(run, self._judge, 9, 11)
@@ -303,7 +304,9 @@ class IbanRecognizer:
         # The check digits open a cluster's digits, so the head is looked for only
         # there, from two characters before; the whole pattern only where a head is.
         pos = 0
-        for first, last, _ in digit_clusters(text):
+        for first, last, digits in digit_clusters(text):
+            if digits < 2:  # no room for the check digits
+                continue
             head = _IBAN_HEAD.search(text, max(pos, first - 2), last)
             while head is not None:
                 start = head.start()
@@ -380,8 +383,9 @@ class Ipv4Recognizer:
     min_digits = 4
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
+        raw = ascii_bytes(text)  # the digit mask's bytes: a `bytes.find` is cheaper
         for first, last, digits in digit_clusters(text):  # a dotted quad is in one cluster
-            if digits < 4 or text.find(".", first, last) == -1:
+            if digits < 4 or raw.find(b".", first, last) == -1:
                 continue
             m = _IPV4.search(text, first, last)
             while m is not None:
@@ -447,7 +451,7 @@ class Ipv6Recognizer:
             token = text[start:end]
             if (
                 token.count(":") >= 2
-                and any(ch not in ":." for ch in token)
+                and token.strip(":.")  # a character other than ":" and "."
                 and (start == 0 or text[start - 1] not in _WORD)
                 and (end == n or text[end] not in _WORD)
                 and ip_ok(token)
@@ -462,7 +466,9 @@ class Ipv6Recognizer:
 # Every span a built-in recognizer finds holds a match of ANCHOR: the number-based ones
 # hold digits, an e-mail "@" or a spelled "at]" / "dot" (see `_may_be_spelled`), an
 # IPv6 address colons. Text without one holds nothing to find (`Redactor._may_hold`).
-ANCHOR = re.compile(r"[0-9@:]|(?i:dot)|(?i:at)[ \t]?[\])}>]")
+# Written to open with a character set, which the regular expression engine scans for
+# before it tries a match (a case-insensitive alternative would be tried at every offset).
+ANCHOR = re.compile(r"[0-9@:dDaA](?:(?<=[dD])[oO][tT]|(?<=[aA])[tT][ \t]?[\])}>]|(?<=[0-9@:]))")
 
 EMAIL = EmailRecognizer()
 PHONE = PhoneRecognizer()

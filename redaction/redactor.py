@@ -7,11 +7,13 @@
 
 How a text is scanned: one normalised view (NFKC, invisible characters dropped, any
 script's digits as ASCII; ASCII text is its own view) with a map back to the original.
-Number-based recognizers only see the regions around digit clusters with enough
-digits; e-mail and IPv6 recognizers find their own anchors ("@", spelled "at"/"dot",
-colons). Overlapping spans resolve to the longest (then the earlier entity in
-`ENTITIES_ORDER`). Spans are replaced on the original text, whose invisible
-characters are dropped. Placeholder-shaped text ("<EMAIL_3>") is never detected.
+Number-based recognizers read the text only at its digit clusters (found once per
+scan, on a digit mask that leaves out placeholders and the inside of IPv6 addresses),
+and run only when the text holds their `min_digits`; e-mail and IPv6 recognizers find
+their own anchors ("@", spelled "at"/"dot", colons). Overlapping spans resolve to the
+longest (then the earlier entity in `ENTITIES_ORDER`). Spans are replaced on the
+original text, whose invisible characters are dropped. Placeholder-shaped text
+("<EMAIL_3>") is never detected.
 
 The result is a fixed point: if replacing changed the text, it is scanned again (a
 placeholder is a new neighbour for the text around it), so redacting twice equals
@@ -24,16 +26,15 @@ failure inside a detector is raised as `RedactionError`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import NamedTuple
 
 from .errors import RedactionError, UnknownEntityError
-from .numbers import CLUSTER, Cluster, digit_mask, know_clusters
-from .recognizers import ANCHOR, BUILTIN, Recognizer
-from .text import View, normalise, strip_invisible
+from .numbers import digit_mask, know_clusters, mask_clusters
+from .recognizers import ANCHOR, BUILTIN, IPV6, Recognizer
+from .text import View, ascii_bytes, normalise, strip_invisible
 from .vault import PLACEHOLDER, Vault
 
 __all__ = ["ENTITIES", "ENTITIES_ORDER", "Redacted", "Redactor"]
@@ -42,11 +43,6 @@ __all__ = ["ENTITIES", "ENTITIES_ORDER", "Redacted", "Redactor"]
 ENTITIES_ORDER = ("EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "UK_NINO", "IP_ADDRESS", "PHONE")
 ENTITIES: frozenset[str] = frozenset(ENTITIES_ORDER)
 
-# Digits no more than 12 characters apart form one cluster; a region is a cluster with
-# 48 characters of context on each side (the widest keyword window a recognizer reads),
-# widened to whitespace so no token is cut.
-_MARGIN = 48
-_SPACE = re.compile(r"\s")  # what `str.isspace` calls whitespace
 _MAX_ROUNDS = 8
 
 # A confirming scan reads whole stretches of text between cuts: after a newline, and
@@ -171,17 +167,31 @@ class Redactor:
 
     def _detect(self, view: View) -> list[_Found]:
         text = view.text
-        protected = [m.span() for m in PLACEHOLDER.finditer(text)] if "<" in text else []
+        # (the text's ASCII bytes are read by the recognizers too: `ascii_bytes` keeps them)
+        protected = (
+            [m.span() for m in PLACEHOLDER.finditer(text)] if b"<" in ascii_bytes(text) else []
+        )
         found: list[_Found] = []
+        hidden = protected
         for rec, rank in self._anywhere:
-            _collect(found, rec, text, 0, rank)
+            size = len(found)
+            _collect(found, rec, text, rank)
+            if rec is IPV6 and len(found) > size:
+                hidden = [*protected, *_ipv6_interiors(text, found[size:])]
         if self._digit_based:
-            for start, end, digits, clusters in _regions(text, self._fewest_digits, protected):
-                region = text[start:end]
-                know_clusters(region, tuple([(s - start, e - start, n) for s, e, n in clusters]))
+            # One digit mask and its clusters for all of them (`know_clusters`); each
+            # recognizer reads the text only at the clusters. A recognizer whose
+            # `min_digits` the text (outside placeholders) does not hold is not run.
+            mask = digit_mask(text, self._fewest_digits, hidden)
+            clusters = () if mask is None else tuple(mask_clusters(mask))
+            digits = sum([count for _, _, count in clusters])
+            if digits >= self._fewest_digits:
+                know_clusters(text, clusters)
                 for rec, rank, min_digits in self._digit_based:
                     if digits >= min_digits:
-                        _collect(found, rec, region, start, rank)
+                        _collect(found, rec, text, rank)
+                if hidden:  # a recognizer called on `text` itself must see every digit
+                    know_clusters("", ())
         if not found:
             return found
         if protected:
@@ -223,93 +233,58 @@ class Redactor:
     ) -> tuple[str, list[tuple[int, int]]]:
         """The text with `found` replaced, and where the placeholders now stand in it."""
         original = view.original
-        # An unchanged view means there is nothing invisible to strip.
-        strip = (lambda part: part) if view.is_identity else strip_invisible
+        identity = view.is_identity  # the same offsets, and nothing invisible to strip
         out: list[str] = []
         placed: list[tuple[int, int]] = []
         size = 0
         last = 0
         for f in found:
-            start, end = view.span(f.start, f.end)
-            if start < last:  # "¼" is "1", U+2044, "4" in the view: two spans may share it
-                start = last  # it stays with the first, so restoring gives it back once
-                if start >= end:
-                    continue
-            before = strip(original[last:start])
-            ph = vault.placeholder(f.entity, strip(original[start:end]))
+            if identity:  # resolved spans do not overlap
+                start, end = f.start, f.end
+                before, value = original[last:start], original[start:end]
+            else:
+                start, end = view.span(f.start, f.end)
+                if start < last:  # "¼" is "1", U+2044, "4" in the view: two spans may
+                    start = last  # share it; it stays with the first (restored once)
+                    if start >= end:
+                        continue
+                before = strip_invisible(original[last:start])
+                value = strip_invisible(original[start:end])
+            ph = vault.placeholder(f.entity, value)
             size += len(before)
             placed.append((size, size + len(ph)))
             size += len(ph)
             out += (before, ph)
             counts[f.entity] = counts.get(f.entity, 0) + 1
             last = end
-        out.append(strip(original[last:]))
+        out.append(original[last:] if identity else strip_invisible(original[last:]))
         return "".join(out), placed
 
 
-def _collect(found: list[_Found], rec: Recognizer, text: str, offset: int, rank: int) -> None:
-    """Append what `rec` finds in `text` (at `offset` in the scanned text) to `found`."""
+def _collect(found: list[_Found], rec: Recognizer, text: str, rank: int) -> None:
+    """Append what `rec` finds in `text` to `found`."""
     size = len(text)
+    entity = rec.entity
     for start, end in rec.find(text):
         if not 0 <= start < end <= size:
-            raise RedactionError(f"recognizer for {rec.entity} returned an invalid span")
-        found.append(_Found(start + offset, end + offset, rec.entity, rank))
+            raise RedactionError(f"recognizer for {entity} returned an invalid span")
+        found.append(_Found(start, end, entity, rank))
 
 
-def _regions(
-    text: str, fewest: int, placeholders: Sequence[tuple[int, int]] = ()
-) -> list[tuple[int, int, int, list[Cluster]]]:
-    """(start, end, digit count, clusters) of the merged regions around digit clusters.
+def _ipv6_interiors(text: str, found: list[_Found]) -> list[tuple[int, int]]:
+    """The stretches strictly between the first and the last colon of IPv6 addresses.
 
-    The clusters are kept for the recognizers (`know_clusters`): a region never cuts one.
-    The digits of `placeholders` are not counted: a span that overlaps a placeholder is
-    dropped, so every span kept has its `min_digits` outside them. This is what makes a
-    confirming scan cheap: around "<IP_ADDRESS_1>" there is usually no digit left, and
-    no number-based recognizer runs.
+    They hold hextets of at most four characters between colons, and no number-based
+    span holds a colon, so none holds a digit of them: the digit mask leaves them out,
+    and the long digit clusters of an address are not searched.
     """
-    regions: list[tuple[int, int, int, list[Cluster]]] = []
-    mask = digit_mask(text, fewest, placeholders)
-    if mask is None:
-        return regions  # too few digits for any recognizer: skip the cluster scan
-    # Widening to whitespace is done lazily: a cluster whose bare margin already reaches
-    # the previous one is merged without looking for either's whitespace.
-    size = len(text)
-    start = end = digits = 0
-    clusters: list[Cluster] = []
-    for m in CLUSTER.finditer(mask):
-        first, last = m.span()
-        count = mask.count(b"0", first, last)
-        lo, hi = max(0, first - _MARGIN), min(size, last + _MARGIN)
-        if digits and lo > end:
-            end = _space_at_or_after(text, end)
-            lo = _space_before(text, lo)
-            if lo > end:
-                regions.append((start, end, digits, clusters))
-                digits = 0
-        if digits:
-            end, digits = hi, digits + count
-            clusters.append((first, last, count))
-        else:
-            start, end, digits = _space_before(text, lo), hi, count
-            clusters = [(first, last, count)]
-    regions.append((start, _space_at_or_after(text, end), digits, clusters))  # enough digits
-    return [r for r in regions if r[2] >= fewest]
-
-
-def _space_before(text: str, pos: int) -> int:
-    """`pos` moved back to just after the nearest whitespace (or to 0)."""
-    last = text.rfind(" ", 0, pos)  # the usual whitespace; then any other kind after it
-    other = _SPACE.search(text, last + 1, pos)
-    while other is not None:
-        last = other.start()
-        other = _SPACE.search(text, last + 1, pos)
-    return last + 1
-
-
-def _space_at_or_after(text: str, pos: int) -> int:
-    """The first whitespace at or after `pos` (or the end of the text)."""
-    m = _SPACE.search(text, pos)
-    return len(text) if m is None else m.start()
+    interiors = []
+    for f in found:
+        first = text.find(":", f.start, f.end)
+        last = text.rfind(":", f.start, f.end)
+        if last > first + 1:
+            interiors.append((first + 1, last))
+    return interiors
 
 
 def _windows(text: str, placed: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -323,10 +298,13 @@ def _windows(text: str, placed: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """
     windows: list[tuple[int, int]] = []
     for start, end in placed:
-        begin = _cut_before(text, max(0, start - 2))
         stop = _cut_after(text, end)
         if stop < end + _REACH and text[stop - 1] == "\n":
             stop = _cut_after(text, min(len(text), end + _REACH))
+        if windows and start - 2 <= windows[-1][1]:  # its cut before is in the last window
+            windows[-1] = (windows[-1][0], max(stop, windows[-1][1]))
+            continue
+        begin = _cut_before(text, max(0, start - 2))
         if windows and begin <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(stop, windows[-1][1]))
         else:
@@ -335,26 +313,28 @@ def _windows(text: str, placed: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _cut_before(text: str, pos: int) -> int:
-    """The last cut at or before `pos` (0 if there is none)."""
-    line = text.rfind("\n", 0, pos) + 1
-    dot = text.rfind(". ", line, pos)
-    while dot != -1:
-        if dot + 2 < len(text) and text[dot + 2] in _LETTERS:
-            return dot + 2
-        dot = text.rfind(". ", line, dot + 1)
-    return line
+    """The last cut at or before `pos` (0 if there is none).
+
+    The sentence break is looked for first and the newline only after it: a line is
+    often long, and a backward search for a newline would read all of it."""
+    size = len(text)
+    dot = text.rfind(". ", 0, pos)
+    while dot != -1 and not (dot + 2 < size and text[dot + 2] in _LETTERS):
+        dot = text.rfind(". ", 0, dot + 1)
+    cut = 0 if dot == -1 else dot + 2
+    return text.rfind("\n", cut, pos) + 1 or cut
 
 
 def _cut_after(text: str, pos: int) -> int:
-    """The first cut at or after `pos` (the end of the text if there is none)."""
-    newline = text.find("\n", max(0, pos - 1))
-    limit = len(text) if newline == -1 else newline + 1
-    dot = text.find(". ", max(0, pos - 2), limit)
-    while dot != -1:
-        if dot + 2 < len(text) and text[dot + 2] in _LETTERS:
-            return dot + 2
-        dot = text.find(". ", dot + 1, limit)
-    return limit
+    """The first cut at or after `pos` (the end of the text if there is none).
+
+    As in `_cut_before`, the newline is looked for only up to the sentence break."""
+    size = len(text)
+    dot = text.find(". ", max(0, pos - 2))
+    while dot != -1 and not (dot + 2 < size and text[dot + 2] in _LETTERS):
+        dot = text.find(". ", dot + 1)
+    cut = size if dot == -1 else dot + 2
+    return text.find("\n", max(0, pos - 1), cut) + 1 or cut
 
 
 def _resolve(found: list[_Found]) -> list[_Found]:

@@ -382,3 +382,20 @@ def test_every_recognizer_is_a_recognizer_and_validates(rec: Recognizer) -> None
     assert isinstance(rec, Recognizer)
     assert rec.entity in BUILTIN
     assert rec.validate("nothing here") is False  # type: ignore[attr-defined]
+
+
+def test_anchor_matches_what_its_plain_spelling_matches() -> None:
+    # ANCHOR opens with a character set (fast to search); same matches as the plain form.
+    import random
+    import re
+
+    from redaction.recognizers import ANCHOR
+
+    plain = re.compile(r"[0-9@:]|(?i:dot)|(?i:at)[ \t]?[\])}>]")
+    rng = random.Random(5)
+    alphabet = "dotaDOTA@:09 \t])}>x.\u212a\u017f<"
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+        assert [m.span() for m in ANCHOR.finditer(text)] == [
+            m.span() for m in plain.finditer(text)
+        ], text

@@ -15,7 +15,7 @@ from redaction import (
     Vault,
     strip_invisible,
 )
-from redaction.redactor import _regions
+from redaction.redactor import _cut_after, _cut_before
 
 ALL = Redactor(ENTITIES)
 
@@ -282,13 +282,59 @@ def test_invisible_characters_are_dropped_with_or_without_findings() -> None:
     assert ALL.redact(text, Vault()).text is text
 
 
-def test_regions_merge_when_their_margins_meet_inside_a_long_word() -> None:
-    # 120 letters apart: the bare 48-character margins do not meet, but both end inside
-    # the same word, and a region is widened to whitespace.
+def test_numbers_far_apart_inside_long_words_are_found() -> None:
     text = "4111 1111 1111 1111 " + "x" * 120 + " 5555 5555 5555 4444"
-    regions = _regions(text, 4)
-    assert [(start, end, digits) for start, end, digits, _ in regions] == [(0, len(text), 32)]
     assert redact(text) == "<CREDIT_CARD_1> " + "x" * 120 + " <CREDIT_CARD_2>"
+
+
+def test_ipv6_digits_are_left_out_and_numbers_next_to_it_still_found() -> None:
+    # The inside of an address is left out of the digit mask; what stands around it
+    # (an IPv4 tail, a phone right after it) is found as before.
+    assert redact("from 2001:db8:1234:5678::1 call 020 7946 0958") == (
+        "from <IP_ADDRESS_1> call <PHONE_1>"
+    )
+    assert redact("at 1:2:3:4:5:6:1.2.3.4 now") == "at <IP_ADDRESS_1> now"
+    assert redact("not an address 2001:db8:1234:5678:9 4111 1111 1111 1111") == (
+        "not an address 2001:db8:1234:5678:9 <CREDIT_CARD_1>"
+    )
+    only_numbers = Redactor(["CREDIT_CARD"])
+    text = "a 2001:db8::4111:1111:1111:1111 b 4111 1111 1111 1111"
+    assert only_numbers.redact(text, Vault()).text == (
+        "a 2001:db8::4111:1111:1111:1111 b <CREDIT_CARD_1>"
+    )
+
+
+def _cut_before_reference(text: str, pos: int) -> int:
+    line = text.rfind("\n", 0, pos) + 1
+    dot = text.rfind(". ", line, pos)
+    while dot != -1:
+        if dot + 2 < len(text) and text[dot + 2].isascii() and text[dot + 2].isalpha():
+            return dot + 2
+        dot = text.rfind(". ", line, dot + 1)
+    return line
+
+
+def _cut_after_reference(text: str, pos: int) -> int:
+    newline = text.find("\n", max(0, pos - 1))
+    limit = len(text) if newline == -1 else newline + 1
+    dot = text.find(". ", max(0, pos - 2), limit)
+    while dot != -1:
+        if dot + 2 < len(text) and text[dot + 2].isascii() and text[dot + 2].isalpha():
+            return dot + 2
+        dot = text.find(". ", dot + 1, limit)
+    return limit
+
+
+def test_cuts_are_the_nearest_line_or_sentence_break() -> None:
+    pieces = ["a", "A", ". ", ".", " ", "\n", "1", "\u00e9"]
+    texts = level = [""]
+    for _ in range(5):  # every text of up to five pieces
+        level = [t + p for t in level for p in pieces]
+        texts = texts + level
+    for text in texts:
+        for pos in range(len(text) + 1):
+            assert _cut_before(text, pos) == _cut_before_reference(text, pos), (text, pos)
+            assert _cut_after(text, pos) == _cut_after_reference(text, pos), (text, pos)
 
 
 def test_clean_texts_are_remembered_and_never_leak_between_vaults() -> None:
