@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import importlib
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -30,7 +29,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -81,40 +80,20 @@ _ATTRIBUTE_SETS = 1024
 
 
 def _mark_failed(span: SpanLike, error_type: str) -> None:
-    """How a span becomes an error: status ERROR plus ``error.type``. No status
-    description, because exception messages may carry request content. (The SERVER span
-    does the same in :meth:`OtelServerSpan.fail`, holding ``error.type`` with its other
-    attributes.)"""
+    """The one place a span becomes an error: status ERROR plus ``error.type``. No status
+    description, because exception messages may carry request content."""
     span.set_attribute(attr.ERROR_TYPE, error_type)
     span.set_status(_ERROR)
 
 
 class OtelServerSpan(ServerSpan):
-    """The SERVER span, its attributes held here until it ends.
+    __slots__ = ("_context", "_ended", "_failed", "_span")
 
-    The gateway sets a SERVER span's attributes in a dozen calls over the request; each
-    ``Span.set_attribute`` of the SDK takes two locks and cleans its value. Holding them in
-    a dict and handing them over in one ``set_attributes`` at :meth:`end` produces the
-    same span: the SDK moves a re-set key to the end of its ordered attributes, which
-    ``_pending`` mirrors, and values are cleaned by the same SDK function either way.
-    The one place the two could differ is the attribute count limit, where the SDK drops
-    the oldest attribute; so only as many keys are held as fit under the limit next to
-    those given at the start, and past that every attribute goes straight to the SDK
-    (``_pending`` is ``None``) in call order, as before.
-    """
-
-    __slots__ = ("_context", "_ended", "_failed", "_pending", "_room", "_span")
-
-    def __init__(self, span: SpanLike, room: int) -> None:
+    def __init__(self, span: SpanLike) -> None:
         self._span = span
         self._context: Context | None = None
         self._ended = False
         self._failed = False
-        self._room = room
-        # A span the sampler dropped records nothing: nothing to hold for it either.
-        self._pending: dict[str, AttrValue] | None = (
-            {} if room > 0 and span.is_recording() else None
-        )
 
     @property
     def trace_id_hex(self) -> str | None:
@@ -132,37 +111,17 @@ class OtelServerSpan(ServerSpan):
             )
         return self._context
 
-    def _hold(self, key: str, value: AttrValue) -> None:
-        pending = self._pending
-        if pending is None or not key or not isinstance(key, str):
-            # An invalid key is dropped (and counted) by the SDK whenever it is set.
-            self._span.set_attribute(key, value)
-        elif key in pending:
-            del pending[key]
-            pending[key] = value
-        elif len(pending) < self._room:
-            pending[key] = value
-        else:
-            self._release()
-            self._pending = None
-            self._span.set_attribute(key, value)
-
-    def _release(self) -> None:
-        pending = self._pending
-        if pending:
-            self._span.set_attributes(pending)
-            pending.clear()
-
     def set(self, key: str, value: AttrValue | None) -> None:
         if value is not None and not self._ended:
-            self._hold(key, value)
+            self._span.set_attribute(key, value)
 
     def set_many(self, attrs: Mapping[str, AttrValue | None]) -> None:
         if self._ended:
             return
+        span = self._span
         for key, value in attrs.items():
             if value is not None:
-                self._hold(key, value)
+                span.set_attribute(key, value)
 
     def event(self, name: str, attrs: Mapping[str, AttrValue] | None = None) -> None:
         if not self._ended:
@@ -171,18 +130,16 @@ class OtelServerSpan(ServerSpan):
     def fail(self, error_type: str) -> None:
         if not self._failed and not self._ended:
             self._failed = True
-            self._hold(attr.ERROR_TYPE, error_type)
-            self._span.set_status(_ERROR)
+            _mark_failed(self._span, error_type)
 
     def end(self, http_status: int | None = None) -> None:
         if self._ended:
             return
         if http_status is not None:
-            self._hold(attr.HTTP_RESPONSE_STATUS_CODE, http_status)
+            self._span.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, http_status)
             if http_status >= 500:
                 self.fail(str(http_status))
         self._ended = True
-        self._release()
         self._span.end()
 
     def _close(self) -> None:
@@ -382,7 +339,6 @@ class OtelTelemetry(Telemetry):
         meter_provider: MeterProvider | None,
         *,
         steps: bool,
-        max_span_attributes: int | None = None,
         fast_metrics: bool = True,
         fast_spans: bool = True,
     ) -> None:
@@ -399,8 +355,6 @@ class OtelTelemetry(Telemetry):
         self._metrics = (
             None if meter_provider is None else _Instruments(meter_provider, fast=fast_metrics)
         )
-        # How many attributes a span keeps before the SDK drops the oldest (no limit: None).
-        self._max_span_attributes = max_span_attributes
         # (provider, models, address, port, error) -> the attribute dicts record_operation
         # passes; the SDK copies what it is given, so one dict per combination serves.
         self._operation_attrs: dict[tuple[object, ...], _OperationAttrs] = {}
@@ -430,10 +384,7 @@ class OtelTelemetry(Telemetry):
             return NOOP_SERVER_SPAN
         carrier = _trace_headers(headers)
         context = _ROOT if carrier is None else _PROPAGATOR.extract(carrier, _ROOT)
-        span = self._start(name, context, SpanKind.SERVER, attributes)
-        limit = self._max_span_attributes
-        room = sys.maxsize if limit is None else limit - (len(attributes) if attributes else 0)
-        return OtelServerSpan(span, room)
+        return OtelServerSpan(self._start(name, context, SpanKind.SERVER, attributes))
 
     def attempt_span(
         self,
@@ -641,15 +592,9 @@ def build(
         }
     )
     tracer_provider: TracerProvider | None = None
-    # What TracerProvider would build itself (limits from OTEL_*_LIMIT), made here so that
-    # the server span knows the attribute count limit.
-    limits = SpanLimits()
     if config.traces is not None:
         tracer_provider = TracerProvider(
-            sampler=_sampler(config),
-            resource=resource,
-            shutdown_on_exit=False,
-            span_limits=limits,
+            sampler=_sampler(config), resource=resource, shutdown_on_exit=False
         )
         if "otlp" in config.traces.exporters and config.traces.otlp is not None:
             exporter = _span_exporter(config.traces.otlp)
@@ -669,12 +614,7 @@ def build(
         if readers
         else None
     )
-    return OtelTelemetry(
-        tracer_provider,
-        meter_provider,
-        steps=config.trace_steps,
-        max_span_attributes=limits.max_span_attributes,
-    )
+    return OtelTelemetry(tracer_provider, meter_provider, steps=config.trace_steps)
 
 
 def _sampler(config: ExportConfig) -> Sampler:

@@ -249,7 +249,6 @@ def exported(
         provider,
         None,
         steps=True,
-        max_span_attributes=provider._span_limits.max_span_attributes,
         fast_spans=fast,
     )
     with counting_clock():
@@ -334,7 +333,7 @@ def test_random_calls_export_the_same_spans(
 def test_the_fast_path_is_the_one_taken() -> None:
     provider = provider_for("always_on", {}, 1)
     provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
-    telemetry = OtelTelemetry(provider, None, steps=True, max_span_attributes=128)
+    telemetry = OtelTelemetry(provider, None, steps=True)
     server = telemetry.server_span("s", [])
     assert isinstance(server, OtelServerSpan)
     assert isinstance(server._span, LiteSpan)
@@ -380,7 +379,7 @@ class Custom(Sampler):
 def test_a_processor_with_on_start_gets_the_sdk_span_even_when_added_later() -> None:
     provider = provider_for("always_on", {}, 1)
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
-    telemetry = OtelTelemetry(provider, None, steps=False, max_span_attributes=128)
+    telemetry = OtelTelemetry(provider, None, steps=False)
     first = telemetry.server_span("s", [])
     assert isinstance(first, OtelServerSpan)
     assert isinstance(first._span, LiteSpan)
@@ -397,7 +396,7 @@ def test_a_processor_with_on_start_gets_the_sdk_span_even_when_added_later() -> 
 
 def test_a_sampler_not_from_the_sdk_gets_the_sdk_span() -> None:
     provider = TracerProvider(sampler=Custom(), shutdown_on_exit=False)
-    telemetry = OtelTelemetry(provider, None, steps=False, max_span_attributes=128)
+    telemetry = OtelTelemetry(provider, None, steps=False)
     span = telemetry.server_span("s", [])
     assert isinstance(span, OtelServerSpan)
     assert isinstance(span._span, sdk_trace.Span)
@@ -411,9 +410,7 @@ def test_a_span_sampled_out_exports_nothing_and_still_parents_its_children() -> 
         provider = provider_for("parentbased_always_on", {}, 7)
         memory = InMemorySpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(memory))
-        telemetry = OtelTelemetry(
-            provider, None, steps=True, max_span_attributes=128, fast_spans=fast
-        )
+        telemetry = OtelTelemetry(provider, None, steps=True, fast_spans=fast)
         server = telemetry.server_span("s", header)
         attempt = telemetry.attempt_span(
             server,

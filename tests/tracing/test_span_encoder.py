@@ -247,9 +247,7 @@ def sdk_spans() -> Iterator[tuple[OtelTelemetry, InMemorySpanExporter]]:
     limits = SpanLimits()
     provider = TracerProvider(resource=RESOURCES[2], shutdown_on_exit=False, span_limits=limits)
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    telemetry = OtelTelemetry(
-        provider, None, steps=True, max_span_attributes=limits.max_span_attributes
-    )
+    telemetry = OtelTelemetry(provider, None, steps=True)
     yield telemetry, memory
     telemetry.shutdown()
 

@@ -150,7 +150,7 @@ def made_spans() -> tuple[ReadableSpan, ...]:
         resource=Resource({"service.name": "casegate", "k": 1}), shutdown_on_exit=False
     )
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    telemetry = _otel.OtelTelemetry(provider, None, steps=False, max_span_attributes=128)
+    telemetry = _otel.OtelTelemetry(provider, None, steps=False)
     headers = [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
     span = telemetry.server_span(
         "POST /v1/chat/completions", headers, {"http.request.method": "POST"}

@@ -1,10 +1,9 @@
-"""The SERVER span holds its attributes until it ends; the span exported must not show it.
+"""The SERVER span, whichever span object carries it (tracing._lite_spans or the SDK's),
+must finish exactly as an SDK span driven one ``set_attribute`` call per attribute.
 
-``OtelServerSpan`` hands its attributes to the SDK in one ``set_attributes`` call at the
-end instead of one ``set_attribute`` per call. These tests run random call sequences
-through it and through a span driven the old way, one SDK call per attribute, and require
-the same finished span: attributes in the same order with the same values, the same
-dropped count under small attribute limits, the same status and events.
+These tests run random call sequences through ``OtelServerSpan`` and through a span driven
+that way, and require the same finished span: attributes in the same order with the same
+values, the same dropped count under small attribute limits, the same status and events.
 """
 
 from __future__ import annotations
@@ -127,16 +126,14 @@ def snapshot(span: ReadableSpan) -> tuple[Any, ...]:
     st.one_of(st.none(), st.integers(min_value=0, max_value=6)),
     st.one_of(st.none(), st.sampled_from([200, 404, 502])),
 )
-def test_held_attributes_give_the_span_one_call_each_gives(
+def test_the_server_span_finishes_as_one_sdk_call_per_attribute_would(
     ops: list[Any], start: dict[str, Any], limit: int | None, status: int | None
 ) -> None:
     memory = InMemorySpanExporter()
     limits = SpanLimits(max_span_attributes=limit)
     provider = TracerProvider(span_limits=limits, shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    telemetry = OtelTelemetry(
-        provider, None, steps=False, max_span_attributes=limits.max_span_attributes
-    )
+    telemetry = OtelTelemetry(provider, None, steps=False)
     ours = telemetry.server_span("ours", [], start or None)
     assert isinstance(ours, OtelServerSpan)
     tracer = provider.get_tracer("casegate")
@@ -148,11 +145,11 @@ def test_held_attributes_give_the_span_one_call_each_gives(
     assert snapshot(by_name["ours"]) == snapshot(by_name["old"])
 
 
-def test_a_span_the_sampler_dropped_takes_attributes_without_holding_them() -> None:
+def test_a_span_the_sampler_dropped_exports_nothing() -> None:
     memory = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    telemetry = OtelTelemetry(provider, None, steps=False, max_span_attributes=128)
+    telemetry = OtelTelemetry(provider, None, steps=False)
     span = telemetry.server_span("dropped", [])
     span.set(attr.CASEGATE_CLIENT, "helpdesk")
     span.set_many({attr.CASEGATE_DECISION: "allowed"})
