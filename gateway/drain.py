@@ -6,7 +6,7 @@ Usage::
     uninstall = drain.install(grace_s(environ))  # lifespan start: hook the server's SIGTERM
     async with drain.bounded():                  # a provider wait that must not outlive
         reply = await router.complete(...)       #   the grace: GatewayError shutting_down
-    with drain.watching(timer): ...              # or fire an asyncio.timeout() at the cut,
+    drain.watch(timer); ...; drain.unwatch(timer)  # or fire an asyncio.timeout() at the cut,
     drain.check()                                #   then raise shutting_down if that was why
     drain.track(task)                            # a lineage write shutdown must wait for
     await drain.settle()                         # lifespan end, before the store closes
@@ -29,7 +29,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -109,17 +109,9 @@ class Drain:
         if self.cut:
             raise shutting_down()
 
-    @contextlib.contextmanager
-    def watching(self, timer: asyncio.Timeout) -> Iterator[None]:
-        """Fire ``timer`` at the cut (then :meth:`check` tells why it fired)."""
-        self._scopes.add(timer)
-        try:
-            yield
-        finally:
-            self._scopes.discard(timer)
-
     def watch(self, timer: asyncio.Timeout) -> None:
-        """:meth:`watching` as two plain calls, for the per-chunk path of streams."""
+        """Fire ``timer`` at the cut (then :meth:`check` tells why it fired), until
+        :meth:`unwatch`. Plain calls: streams use them around every chunk."""
         self._scopes.add(timer)
 
     def unwatch(self, timer: asyncio.Timeout) -> None:
@@ -131,8 +123,11 @@ class Drain:
         self.check()
         try:
             async with asyncio.timeout(timeout_s) as timer:
-                with self.watching(timer):
+                self.watch(timer)
+                try:
                     yield
+                finally:
+                    self.unwatch(timer)
         except TimeoutError:
             self.check()
             raise
