@@ -18,14 +18,14 @@ Clusters are digits no more than 12 characters apart (never across a newline). E
 number-based pattern keeps its digits within one cluster, so the recognizers run their
 patterns only at the clusters instead of at every offset of the text. Clusters are found
 on a digit mask of the text (b"0" for a digit, b"\\n" for a newline, b" " for the rest):
-one `bytes.translate`, then a pattern starting with a literal, which the regular
-expression engine skips to quickly.
+one `bytes.translate`, then `bytes.find` for each cluster's first digit and a pattern
+matched from there.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from .text import ascii_bytes
@@ -44,7 +44,10 @@ __all__ = [
 _DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
 _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
 _COUNT_FIRST = 16384  # characters: see `digit_mask`
-CLUSTER = re.compile(rb"0(?: {0,12}0)*")
+# Possessive (`++`, `*+`): no backtracking state is kept per digit, which makes a match
+# less than half as costly; it is only ever tried at a digit, see `mask_clusters` (a
+# search with it would try every offset: it has no literal prefix for the engine to skip to).
+CLUSTER = re.compile(rb"0++(?: {1,12}+0++)*+")
 
 
 def digit_mask(text: str, fewest: int = 0, hidden: Iterable[tuple[int, int]] = ()) -> bytes | None:
@@ -70,9 +73,19 @@ def digit_mask(text: str, fewest: int = 0, hidden: Iterable[tuple[int, int]] = (
 
 
 def mask_clusters(mask: bytes) -> list[tuple[int, int, int]]:
-    """(start, end, digit count) of each cluster of a digit mask."""
-    count = mask.count
-    return [(a, b, count(b"0", a, b)) for a, b in map(re.Match.span, CLUSTER.finditer(mask))]
+    """(start, end, digit count) of each cluster of a digit mask.
+
+    Each cluster's first digit is found with `bytes.find` (memchr: prose is skipped at
+    memory speed, where a regular expression search steps through it byte by byte)
+    and the cluster is matched from there."""
+    clusters = []
+    find, count, match = mask.find, mask.count, CLUSTER.match
+    start = find(b"0")
+    while start != -1:
+        end = match(mask, start).end()  # type: ignore[union-attr]  # a digit: it matches
+        clusters.append((start, end, count(b"0", start, end)))
+        start = find(b"0", end)
+    return clusters
 
 
 # The number-based recognizers of one redactor scan the same text one after another:
@@ -163,10 +176,11 @@ MIN_RUN_DIGITS = 7
 
 
 def _parse_runs(text: str) -> Iterator[Run]:
-    # A run starts at most two characters ("(+") before its first digit.
+    # A run starts at most two characters ("(+") before its first digit (a regular
+    # expression reads a negative start as 0: no `max`, a builtin call costs ten compares)
     for start, end, digits in digit_clusters(text):
         if digits >= MIN_RUN_DIGITS:  # no window of a smaller cluster is long enough
-            yield from _cluster_runs(text, max(0, start - 2), end)
+            yield from _cluster_runs(text, start - 2, end)
 
 
 def _cluster_runs(text: str, start: int, end: int) -> Iterator[Run]:
@@ -202,12 +216,18 @@ Judge = Callable[[Run, int, int, int], "tuple[int, int] | None"]
 
 
 def pick_windows(
-    run: Run, judge: Judge, min_digits: int, max_digits: int
+    run: Run,
+    judge: Judge,
+    min_digits: int,
+    max_digits: int,
+    wide: tuple[Container[int], int, int] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Yield the spans `judge` accepts, longest window first from each leftmost start.
 
     Only windows holding `min_digits` to `max_digits` digits are judged (a recognizer
-    narrows the range to what its judge can accept: judging is the costly step).
+    narrows the range to what its judge can accept: judging is the costly step). With
+    `wide` = (starts, min, max), windows from the groups in `starts` take that range
+    instead (a phone number from a "+" or "00" may be longer than one without).
     """
     blocked = run.blocked
     totals = run.totals
@@ -217,18 +237,21 @@ def pick_windows(
         if i in blocked:
             i += 1
             continue
+        low, high = min_digits, max_digits
+        if wide is not None and i in wide[0]:
+            _, low, high = wide
         base = totals[i]
-        last = i  # the longest window from i: up to a date or to `max_digits`
+        last = i  # the longest window from i: up to a date or to `high` digits
         while last + 1 < count and last + 1 not in blocked:
-            if totals[last + 2] - base > max_digits:
+            if totals[last + 2] - base > high:
                 break
             last += 1
         step = 1
         for j in range(last, i - 1, -1):
             digits = totals[j + 1] - base
-            if digits < min_digits:
+            if digits < low:
                 break
-            if digits <= max_digits:
+            if digits <= high:
                 span = judge(run, i, j, digits)
                 if span is not None:
                     yield span

@@ -154,7 +154,7 @@ def ip_key(candidate: str) -> str | None:
     if "::" in candidate:
         left, _, right = candidate.partition("::")
         lo, hi = left.split(":") if left else [], right.split(":") if right else []
-        parts = [*lo, *["0"] * (8 - len(lo) - len(hi)), *hi]
-    else:
-        parts = candidate.split(":")
-    return ":".join([part.lstrip("0") or "0" for part in parts]).lower()
+        candidate = ":".join([*lo, *["0"] * (8 - len(lo) - len(hi)), *hi])
+    if ":0" in ":" + candidate:  # a hextet with a leading zero (or "0": it stays "0")
+        candidate = ":".join([part.lstrip("0") or "0" for part in candidate.split(":")])
+    return candidate.lower()
