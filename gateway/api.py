@@ -25,7 +25,9 @@ from gateway.pipeline import run_chat
 from gateway.runtime import Runtime
 from tracing import attributes as attr
 
-__all__ = ["JSONBytes", "client_routes", "read_body"]
+__all__ = ["CHAT_PATH", "JSONBytes", "chat_completions", "client_routes", "read_body"]
+
+CHAT_PATH = "/v1/chat/completions"
 
 
 class JSONBytes(Response):
@@ -216,7 +218,7 @@ async def not_supported(request: Request) -> Response:
 
 def client_routes() -> list[Route]:
     return [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route(CHAT_PATH, chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/drafts/{draft_id}", get_draft, methods=["GET"]),
         Route("/.well-known/casegate-release-keys", release_keys, methods=["GET"]),

@@ -22,10 +22,20 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from gateway.providers.base import AttemptError, Deployment
 
 __all__ = ["OpenAIWire", "parse_retry_after"]
+
+#: The session's own timeouts. A plain call is bounded by the ``asyncio.timeout`` around
+#: it (connecting, sending and reading, all within ``timeout_s``), so aiohttp's own total
+#: timer, a second timer per request, is off; connecting a new socket keeps aiohttp's
+#: 30 s bound.
+_CALL_TIMEOUT = aiohttp.ClientTimeout(sock_connect=30)
+#: A stream outlives its ``asyncio.timeout`` (which covers only opening it), so aiohttp
+#: keeps bounding the whole stream, as its default does: 5 minutes in all.
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=5 * 60, sock_connect=30)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -137,6 +147,8 @@ class OpenAIWire:
     def __init__(self, *, limit: int = 256) -> None:
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        # parsed once per deployment base, not on every request
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -148,6 +160,7 @@ class OpenAIWire:
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
+                timeout=_CALL_TIMEOUT,
             )
 
     async def close(self) -> None:
@@ -163,13 +176,17 @@ class OpenAIWire:
 
     def _request_args(
         self, dep: Deployment, body: dict[str, Any]
-    ) -> tuple[str, dict[str, str], bytes]:
+    ) -> tuple[URL, dict[str, str], bytes]:
+        base = dep.api_base or ""
+        url = self._urls.get(base)
+        if url is None:
+            url = self._urls[base] = URL(f"{base}/chat/completions")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if dep.api_keys:
             headers["Authorization"] = f"Bearer {dep.api_keys[0]}"
         payload = dict(body)
         payload["model"] = dep.wire_model
-        return f"{dep.api_base}/chat/completions", headers, orjson.dumps(payload)
+        return url, headers, orjson.dumps(payload)
 
     async def complete(
         self, deployment: Deployment, body: dict[str, Any], *, timeout_s: float
@@ -201,7 +218,9 @@ class OpenAIWire:
         resp: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                resp = await self.session.post(url, data=data, headers=headers)
+                resp = await self.session.post(
+                    url, data=data, headers=headers, timeout=_STREAM_TIMEOUT
+                )
                 if resp.status >= 400:
                     raw = await resp.read()
                     raise _status_error(resp.status, raw, resp.headers.get("Retry-After"))
