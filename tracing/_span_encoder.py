@@ -25,6 +25,14 @@ is-remote bits of the parent (or, for a link, of the linked context); links with
 encoded (an int outside int64, a string that is not valid UTF-8, an unknown type) is
 logged and left out, as the SDK encoder does; anything else that fails raises, which the
 exporter turns into a failed export, as it does for the SDK encoder.
+
+The SDK's own ``ReadableSpan`` and ``Event`` (exact types, as the span processors hand
+them over) are read from the fields behind their properties, which are plain reads of
+them (a ``BoundedAttributes``' dict; a ``BoundedList``'s deque; the dropped counts they
+keep), enums by identity instead of their ``.value`` property; a subclass is read
+through its properties. An attribute set is first looked up in the cache all at once,
+in C, and only the pairs not found are encoded one by one. That took the encoding of a
+gateway call's two spans from about 0.19 M to 0.14 M instructions (issue #10).
 """
 
 from __future__ import annotations
@@ -36,15 +44,24 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+from opentelemetry.trace.status import Status, StatusCode
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext
 
 _logger = logging.getLogger(__name__)
 _BOUNDED: Final = BoundedAttributes
+_BOUNDED_LIST: Final = BoundedList
+_READABLE: Final = ReadableSpan
+_EVENT: Final = Event
+_SPAN_CONTEXT: Final = SpanContext
+_STATUS: Final = Status
+_DEFAULT_TRACE_STATE: Final = DEFAULT_TRACE_STATE  # empty, and immutable
 
 #: Bound of each attribute cache. Values unique to a call (lineage ids, keyed hashes) pass
 #: through it too; when it is full it is emptied and the constants come back within a call.
@@ -62,6 +79,10 @@ _SMALL: Final = tuple(bytes((i,)) for i in range(128))
 
 # SDK SpanKind value (INTERNAL=0 .. CONSUMER=4) -> OTLP Span.SpanKind (1 .. 5).
 _KIND: Final = (b"\x30\x01", b"\x30\x02", b"\x30\x03", b"\x30\x04", b"\x30\x05")
+# The same, by the identity of the SpanKind member (an enum's .value is a Python property).
+_KIND_BY_ID: Final = {id(kind): _KIND[kind.value] for kind in SpanKind}
+# StatusCode member identity -> its value.
+_CODE_BY_ID: Final = {id(code): code.value for code in StatusCode}
 # Span.flags (field 16, fixed32): SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK (0x100), plus
 # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK (0x200) when the parent is remote.
 _SPAN_FLAGS_LOCAL: Final = b"\x85\x01\x00\x01\x00\x00"
@@ -175,8 +196,12 @@ class SpanEncoder:
         last_scope: object = None
         last_list: list[bytes] = []
         for span in spans:
-            resource = span.resource
-            scope = span.instrumentation_scope or None
+            if type(span) is _READABLE:  # its properties, read from the fields behind them
+                resource = span._resource
+                scope = span._instrumentation_scope or None
+            else:
+                resource = span.resource
+                scope = span.instrumentation_scope or None
             if resource is last_resource and scope is last_scope:
                 last_list.append(self._span(span))  # the common case: one tracer's batch
                 continue
@@ -212,24 +237,82 @@ class SpanEncoder:
     # -- messages ---------------------------------------------------------------------
 
     def _span(self, span: ReadableSpan) -> bytes:
-        context = span.get_span_context()
+        attributes: Any
+        events: Any
+        links: Any
+        if type(span) is _READABLE:
+            # What ReadableSpan's properties return, read from the fields behind them:
+            # ``attributes`` is a read-only view of ``_attributes or {}``, ``events`` and
+            # ``links`` are tuples of theirs, a dropped count is a BoundedAttributes' or
+            # BoundedList's own or 0. Anything unusual goes through the properties.
+            context = span._context
+            parent = span._parent
+            name = span._name
+            kind = span._kind
+            start = span._start_time
+            end = span._end_time
+            status = span._status
+            attributes = span._attributes
+            if type(attributes) is _BOUNDED:
+                dropped_attributes = attributes.dropped
+                attributes = attributes._dict
+            elif attributes is None or type(attributes) is dict:
+                dropped_attributes = 0
+            else:
+                attributes = span.attributes
+                dropped_attributes = span.dropped_attributes
+            events = span._events
+            if type(events) is tuple:
+                dropped_events = 0
+            elif type(events) is _BOUNDED_LIST:
+                dropped_events = events.dropped
+                events = tuple(events._dq)  # type: ignore[attr-defined]
+            else:
+                events = span.events
+                dropped_events = span.dropped_events
+            links = span._links
+            if type(links) is tuple:
+                dropped_links = 0
+            elif type(links) is _BOUNDED_LIST:
+                dropped_links = links.dropped
+                links = tuple(links._dq)  # type: ignore[attr-defined]
+            else:
+                links = span.links
+                dropped_links = span.dropped_links
+        else:
+            context = span.get_span_context()
+            parent = span.parent
+            name = span.name
+            kind = span.kind
+            start = span.start_time
+            end = span.end_time
+            status = span.status
+            attributes = span.attributes
+            dropped_attributes = span.dropped_attributes
+            events = span.events
+            dropped_events = span.dropped_events
+            links = span.links
+            dropped_links = span.dropped_links
         assert context is not None  # a finished SDK span always has one
-        parent = span.parent
+        if type(context) is _SPAN_CONTEXT:
+            trace_id, span_id, _, _, trace_state, _ = context
+        else:
+            trace_id = context.trace_id
+            span_id = context.span_id
+            trace_state = context.trace_state
         parts = [
             b"\x0a\x10",
-            context.trace_id.to_bytes(16, "big"),
+            trace_id.to_bytes(16, "big"),
             b"\x12\x08",
-            context.span_id.to_bytes(8, "big"),
+            span_id.to_bytes(8, "big"),
         ]
-        trace_state = context.trace_state
-        if trace_state is not None:
+        if trace_state is not None and trace_state is not _DEFAULT_TRACE_STATE:
             state = ",".join([f"{key}={value}" for key, value in trace_state.items()])
             if state:
                 parts.append(_field(b"\x1a", state.encode("utf-8")))
         if parent:
             parts.append(b"\x22\x08")
             parts.append(parent.span_id.to_bytes(8, "big"))
-        name = span.name
         if name:
             encoded = self._names.get(name)
             if encoded is None:
@@ -237,9 +320,8 @@ class SpanEncoder:
                 if type(name) is str and len(self._names) < 256:
                     self._names[name] = encoded
             parts.append(encoded)
-        parts.append(_KIND[span.kind.value])
-        start = span.start_time
-        end = span.end_time
+        encoded = _KIND_BY_ID.get(id(kind))
+        parts.append(_KIND[kind.value] if encoded is None else encoded)
         if start and end:
             parts.append(_TIMES(0x39, start, 0x41, end))
         else:
@@ -247,30 +329,27 @@ class SpanEncoder:
                 parts.append(b"\x39" + _Q(start))
             if end:
                 parts.append(b"\x41" + _Q(end))
-        attributes = span.attributes
         if attributes:
             self._attributes(parts, attributes, TAG_SPAN_ATTRIBUTE)
-        dropped = span.dropped_attributes
-        if dropped:
-            parts.append(b"\x50" + _varint(dropped))
-        events = span.events
+        if dropped_attributes:
+            parts.append(b"\x50" + _varint(dropped_attributes))
         if events:
             for event in events:
                 parts.append(_field(b"\x5a", self._event(event)))
-        dropped = span.dropped_events
-        if dropped:
-            parts.append(b"\x60" + _varint(dropped))
-        links = span.links
+        if dropped_events:
+            parts.append(b"\x60" + _varint(dropped_events))
         if links:
             for link in links:
                 parts.append(_field(b"\x6a", self._link(link)))
-        dropped = span.dropped_links
-        if dropped:
-            parts.append(b"\x70" + _varint(dropped))
-        status = span.status
+        if dropped_links:
+            parts.append(b"\x70" + _varint(dropped_links))
         if status is not None:
-            code = status.status_code.value
-            message = status.description
+            if type(status) is _STATUS and id(status._status_code) in _CODE_BY_ID:
+                code = _CODE_BY_ID[id(status._status_code)]
+                message = status._description
+            else:
+                code = status.status_code.value
+                message = status.description
             if code or message:
                 body = _string(b"\x12", message) if message else b""
                 if code:
@@ -283,16 +362,26 @@ class SpanEncoder:
 
     def _event(self, event: Any) -> bytes:
         parts: list[bytes] = []
-        timestamp = event.timestamp
+        if type(event) is _EVENT:  # its properties, read from the fields behind them
+            timestamp = event._timestamp
+            name = event._name
+            attributes = event._attributes
+            if type(attributes) is _BOUNDED:
+                dropped = attributes.dropped
+                attributes = attributes._dict
+            else:
+                dropped = event.dropped_attributes
+        else:
+            timestamp = event.timestamp
+            name = event.name
+            attributes = event.attributes
+            dropped = event.dropped_attributes
         if timestamp:
             parts.append(b"\x09" + _Q(timestamp))
-        name = event.name
         if name:
             parts.append(_field(b"\x12", name.encode("utf-8")))
-        attributes = event.attributes
         if attributes:
             self._attributes(parts, attributes, TAG_EVENT_ATTRIBUTE)
-        dropped = event.dropped_attributes
         if dropped:
             parts.append(b"\x20" + _varint(dropped))
         return b"".join(parts)
@@ -347,12 +436,28 @@ class SpanEncoder:
         """Append one tagged ``KeyValue`` field per attribute, from the cache when the
         value is a plain str, int or bool or a short tuple of strs; the cache key carries
         the value's type because ``True == 1 == 1.0`` would otherwise share an entry."""
-        if not attributes:
+        plain = _plain(attributes)
+        if not plain:
             return
         cache = self._attribute_caches.get(tag)
         if cache is None:
             cache = self._attribute_caches.setdefault(tag, {})
-        for key, value in _plain(attributes).items():
+        # Every pair looked up at once, in C. A hit is always right: an entry is only
+        # ever made for a (key, value, type) of the kinds below, and only an equal key of
+        # the same type finds it (a tuple equal to a tuple of strs holds strs).
+        values = plain.values()
+        try:
+            found = list(map(cache.get, zip(plain, values, map(type, values), strict=False)))
+        except Exception:  # an unhashable value (a dict, a list): pair by pair below
+            found = [None] * len(plain)
+        else:
+            if None not in found:
+                parts += found  # type: ignore[arg-type]  # no None in it
+                return
+        for (key, value), encoded in zip(plain.items(), found, strict=False):
+            if encoded is not None:
+                parts.append(encoded)
+                continue
             kind = type(value)
             if kind is str or kind is int or kind is bool or (kind is tuple and _strings(value)):
                 cache_key = (key, value, kind)
@@ -379,7 +484,9 @@ def _plain(attributes: Any) -> Mapping[str, Any]:
     in the same order."""
     if type(attributes) is dict:
         return attributes
-    if type(attributes) is MappingProxyType or type(attributes) is _BOUNDED:
+    if type(attributes) is _BOUNDED:  # its copy() is a copy of this dict
+        return attributes._dict
+    if type(attributes) is MappingProxyType:
         copied = attributes.copy()
         if type(copied) is dict:
             return copied
