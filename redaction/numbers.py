@@ -17,9 +17,12 @@ window.
 Clusters are digits no more than 12 characters apart (never across a newline). Every
 number-based pattern keeps its digits within one cluster, so the recognizers run their
 patterns only at the clusters instead of at every offset of the text. Clusters are found
-on a digit mask of the text (b"0" for a digit, b"\\n" for a newline, b" " for the rest):
-one `bytes.translate`, then `bytes.find` for each cluster's first digit and a pattern
-matched from there.
+on a digit mask of the text (b"0" for a digit, b"\\n" for a newline, b"d", b"o" and b"t"
+for those letters in either case, b"]" for a closing bracket of any kind, b" " for the
+rest): one `bytes.translate`, then `bytes.find` for each cluster's first digit and a
+pattern matched from there. The letters and brackets are for the e-mail recognizer,
+which looks for a spelled "dot" and "at]" in the same mask (`text_mask`): one pass over
+the text serves both.
 """
 
 from __future__ import annotations
@@ -39,34 +42,57 @@ __all__ = [
     "know_clusters",
     "mask_clusters",
     "pick_windows",
+    "text_mask",
 ]
 
-_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 10 if b == 10 else 32 for b in range(256))
+_DIGIT_MASK = bytes(
+    48 if 48 <= b <= 57
+    else 10 if b == 10
+    else b | 32 if b in b"dotDOT"
+    else 93 if b in b"])}>"
+    else 32
+    for b in range(256)
+)  # fmt: skip
 _NON_DIGIT_BYTES = bytes(b for b in range(256) if not 48 <= b <= 57)
 _COUNT_FIRST = 16384  # characters: see `digit_mask`
 # Possessive (`++`, `*+`): no backtracking state is kept per digit, which makes a match
 # less than half as costly; it is only ever tried at a digit, see `mask_clusters` (a
 # search with it would try every offset: it has no literal prefix for the engine to skip to).
-CLUSTER = re.compile(rb"0++(?: {1,12}+0++)*+")
+# Between digits: anything but a newline (b" ", a letter of "dot" or b"]").
+CLUSTER = re.compile(rb"0++(?:[^0\n]{1,12}+0++)*+")
+
+# The last text's mask (one tuple swap, safe to share between threads): the e-mail
+# recognizer reads it before the redactor's digit scan does.
+_last_mask: tuple[str, bytes] = ("", b"")
+
+
+def text_mask(text: str) -> bytes:
+    """The mask of `text` (see above), placeholders included."""
+    global _last_mask
+    cached_text, cached = _last_mask
+    if cached_text is text:
+        return cached
+    mask = ascii_bytes(text).translate(_DIGIT_MASK)
+    _last_mask = (text, mask)
+    return mask
 
 
 def digit_mask(text: str, fewest: int = 0, hidden: Iterable[tuple[int, int]] = ()) -> bytes | None:
-    """One byte per character of `text` (see above); None if it has fewer than `fewest`
-    ASCII digits. The `hidden` spans (placeholders) count as text without digits.
+    """The mask of `text` (see above); None if it has fewer than `fewest` ASCII digits.
+    The `hidden` spans (placeholders) count as text without digits (b" " in the mask).
 
     With `fewest`, the digits of a long text are counted first (a deleting translation
     writes nearly nothing for prose without numbers, where a mask would write every
     byte); a short text's mask is made at once, and is None only if it has no digit."""
-    encoded = ascii_bytes(text)
-    if hidden:
-        blanked = bytearray(encoded)
-        for start, end in hidden:
-            blanked[start:end] = bytes(end - start)  # NUL: neither a digit nor a newline
-        encoded = bytes(blanked)
-    if fewest and len(encoded) > _COUNT_FIRST:
-        if len(encoded.translate(None, _NON_DIGIT_BYTES)) < fewest:
+    if fewest and len(text) > _COUNT_FIRST and _last_mask[0] is not text:
+        if len(ascii_bytes(text).translate(None, _NON_DIGIT_BYTES)) < fewest:
             return None  # the common case, prose without numbers, in a few C calls
-    mask = encoded.translate(_DIGIT_MASK)
+    mask = text_mask(text)
+    if hidden:
+        blanked = bytearray(mask)
+        for start, end in hidden:
+            blanked[start:end] = b" " * (end - start)
+        mask = bytes(blanked)
     if fewest and b"0" not in mask:
         return None
     return mask

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
-from .numbers import Run, digit_clusters, digit_runs, pick_windows
+from .numbers import Run, digit_clusters, digit_runs, pick_windows, text_mask
 from .text import ascii_bytes
 from .validators import IBAN_LENGTHS, card_ok, iban_ok, ip_ok, nino_ok, ssn_ok
 
@@ -81,18 +81,20 @@ _BEFORE_LOCAL_PART = re.compile(r"(?s:.*)[^\w.%+\-]")
 
 def _may_be_spelled(text: str) -> bool:
     """Whether `text` holds "dot" or "at]" (any case; "at )" too): the spelled forms'
-    anchors. Read from its ASCII bytes: lower-casing a non-ASCII `str` is slow; and
-    "at" before a closing bracket from the brackets, which are rare in prose."""
-    raw = ascii_bytes(text)
-    if b"dot" in raw.lower():
+    anchors. Both are looked for in the text's mask (`numbers.text_mask`: its letters
+    "d", "o" and "t", lower-cased, and closing brackets, as b"]", and nothing else, so
+    `bytes.find` skips ahead fast; the redactor's digit scan reads the same mask): "at"
+    before a closing bracket from the brackets, which are rare in prose."""
+    mask = text_mask(text)
+    if b"dot" in mask:
         return True
-    for close in b"])}>":
-        pos = raw.find(close)
-        while pos != -1:
-            before = raw[max(0, pos - 3) : pos].lower()
-            if before.endswith(b"at") or (before[-1:] in (b" ", b"\t") and before[-3:-1] == b"at"):
-                return True
-            pos = raw.find(close, pos + 1)
+    raw = ascii_bytes(text)
+    pos = mask.find(b"]")
+    while pos != -1:
+        before = raw[max(0, pos - 3) : pos].lower()
+        if before.endswith(b"at") or (before[-1:] in (b" ", b"\t") and before[-3:-1] == b"at"):
+            return True
+        pos = mask.find(b"]", pos + 1)
     return False
 
 
@@ -265,6 +267,11 @@ class CardRecognizer:
         return run.groups[i][0], run.groups[j][1]
 
 
+def _has_ssn_groups(lengths: list[int]) -> bool:
+    """Whether groups of 3, 2 and 4 digits follow one another."""
+    return any(lengths[k : k + 3] == [3, 2, 4] for k in range(len(lengths) - 2))
+
+
 class SsnRecognizer:
     """AAA-GG-SSSS with one separator kind; nine bare digits only after an SSN keyword."""
 
@@ -273,8 +280,12 @@ class SsnRecognizer:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for run in digit_runs(text):
+            # `_judge` takes a group of 9 digits or groups of 3, 2 and 4: a run without
+            # either (one `map`, one or two `in`) has no window to judge
             if not run.prefix:
-                yield from pick_windows(run, self._judge, 9, 9)
+                lengths = list(map(len, run.values))
+                if 9 in lengths or (3 in lengths and _has_ssn_groups(lengths)):
+                    yield from pick_windows(run, self._judge, 9, 9)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
@@ -417,20 +428,27 @@ class Ipv4Recognizer:
         return any(span == (0, len(candidate)) for span in self.find(candidate))
 
 
-def _has_ipv6_colons(text: str) -> bool:
-    """Whether `text` holds "::" or six colons (1:2:3:4:5:6:1.2.3.4 has six).
+# Up to the last character before `pos` that cannot be in an address: one match,
+# backtracking from `pos` (see `_token_start`).
+_BEFORE_TOKEN = re.compile(r"(?s:.*)[^0-9a-fA-F:.]")
 
-    Read from its ASCII bytes, one `bytes.find` per colon up to the sixth: most texts
-    have none, and `str` searches for "::" in a non-ASCII text are slow."""
-    raw = ascii_bytes(text)
-    colon = raw.find(b":")
-    seen = 0
-    while colon != -1:
-        seen += 1
-        if seen == 6 or raw[colon + 1 : colon + 2] == b":":
-            return True
-        colon = raw.find(b":", colon + 1)
-    return False
+
+def _token_start(text: str, colon: int) -> int:
+    """Where the run of hex digits, colons and dots around `colon` starts.
+
+    Looked for in the 8 characters before it with one match (an address has at most 4
+    hex digits before its first colon); a longer run is walked back character by
+    character (rare: it is no address, but its start is what the checks read)."""
+    lo = colon - 8
+    before = _BEFORE_TOKEN.match(text, lo, colon)  # (a negative `pos` reads as 0)
+    if before is not None:
+        return before.end()
+    if lo <= 0:
+        return 0
+    start = lo
+    while start > 0 and text[start - 1] in _HEX_COLON:
+        start -= 1
+    return start
 
 
 class Ipv6Recognizer:
@@ -440,19 +458,19 @@ class Ipv6Recognizer:
     min_digits = 0
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        if not _has_ipv6_colons(text):
-            return
+        # Colons are found in the text's ASCII bytes (`bytes.find` is memchr). An
+        # address's first colon has the next one at most five characters on (a hextet
+        # has at most four), and the loop reaches it before its other colons (it moves
+        # past the whole run around a colon it checks), so a colon without one is
+        # skipped unchecked: most prose colons ("Re: ...", "10:30") are.
+        find = ascii_bytes(text).find
         n = len(text)
-        colon = text.find(":")
+        colon = find(b":")
         while colon != -1:
-            if (colon + 1 == n or text[colon + 1] not in _HEX_COLON) and (
-                colon == 0 or text[colon - 1] != ":"
-            ):
-                colon = text.find(":", colon + 1)  # "Re: ..." and other prose colons
+            if find(b":", colon + 1, colon + 6) == -1:
+                colon = find(b":", colon + 1)
                 continue
-            start = colon
-            while start > 0 and text[start - 1] in _HEX_COLON:
-                start -= 1
+            start = _token_start(text, colon)
             end = _HEX_COLON_RUN.match(text, colon).end()  # type: ignore[union-attr]
             while end > colon + 1 and text[end - 1] == ".":  # a sentence's full stop
                 end -= 1
@@ -467,7 +485,7 @@ class Ipv6Recognizer:
                 and ip_ok(token)
             ):
                 yield start, end
-            colon = text.find(":", end if end > colon else colon + 1)
+            colon = find(b":", end if end > colon else colon + 1)
 
     def validate(self, candidate: str) -> bool:
         return any(span == (0, len(candidate)) for span in self.find(candidate))

@@ -399,3 +399,64 @@ def test_anchor_matches_what_its_plain_spelling_matches() -> None:
         assert [m.span() for m in ANCHOR.finditer(text)] == [
             m.span() for m in plain.finditer(text)
         ], text
+
+
+def _ipv6_reference(text: str) -> list[tuple[int, int]]:
+    """Every colon's run of hex digits, colons and dots (full stops trimmed), checked
+    whole: what `Ipv6Recognizer.find` finds while skipping most colons."""
+    import string
+
+    from redaction.validators import ip_ok
+
+    hex_colon = set("0123456789abcdefABCDEF:.")
+    word = set(string.ascii_letters + string.digits + "_")
+    spans: list[tuple[int, int]] = []
+    for colon in (i for i, ch in enumerate(text) if ch == ":"):
+        if spans and colon < spans[-1][1]:
+            continue
+        start, end = colon, colon + 1
+        while start > 0 and text[start - 1] in hex_colon:
+            start -= 1
+        while end < len(text) and text[end] in hex_colon:
+            end += 1
+        while end > colon + 1 and text[end - 1] == ".":
+            end -= 1
+        while start < colon and text[start] == ".":
+            start += 1
+        token = text[start:end]
+        if (
+            token.count(":") >= 2
+            and token.strip(":.")
+            and (start == 0 or text[start - 1] not in word)
+            and (end == len(text) or text[end] not in word)
+            and ip_ok(token)
+        ):
+            spans.append((start, end))
+    return spans
+
+
+def test_ipv6_skipping_colons_finds_what_checking_every_colon_finds() -> None:
+    import random
+
+    rng = random.Random(11)
+    pieces = ["1", "ab", "fe80", "cafe:", "deadbeefcafe", ":", "::", ".", "1.2.3.4", " ", "x", "é"]
+    pieces += ["cafe:cafe:cafe:cafe:", "cafe:cafe:cafe:cafe"]  # hextets of four: colons 5 apart
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert list(IPV6.find(text)) == _ipv6_reference(text), text
+
+
+def test_spelled_forms_are_looked_for_in_the_mask() -> None:
+    import random
+    import re
+
+    from redaction.recognizers import _may_be_spelled
+
+    plain = re.compile(r"(?i:dot)|(?i:at)[ \t]?[\])}>]")
+    rng = random.Random(3)
+    alphabet = "dotaDOTA \t])}>x\u212a\u0130\n0"
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+        # (ASCII only: the mask reads a non-ASCII character as no letter)
+        expected = plain.search(text.encode("ascii", "replace").decode()) is not None
+        assert _may_be_spelled(text) is expected, text
