@@ -214,11 +214,8 @@ def run_call(telemetry: OtelTelemetry, headers: Any, start: dict[str, Any], ops:
             if op[4][0] == "fail":
                 step.fail(op[4][1])
             elif op[4][0] == "raise":
-                try:
-                    with step:
-                        raise TimeoutError
-                except TimeoutError:
-                    pass
+                with pytest.raises(TimeoutError), step:  # the span records it, lets it go
+                    raise TimeoutError
             else:
                 step.end()
     server.end(503 if any(op[0] == "fail" for op in ops) else 200)
@@ -236,14 +233,25 @@ def finish(attempt: Any, outcome: tuple[Any, ...]) -> None:
     elif outcome[0] == "fail":
         attempt.fail(outcome[1])
     elif outcome[0] == "raise":
-        try:
-            with attempt:
-                raise ConnectionError
-        except ConnectionError:
-            pass
+        with pytest.raises(ConnectionError), attempt:  # the span records it, lets it go
+            raise ConnectionError
     else:
         with attempt:
-            pass
+            pass  # a body that returns: the span ends as on success
+
+
+def _attempt(telemetry: OtelTelemetry, server: Any) -> Any:
+    """A first, non-streaming attempt on deployment "d" (model "m", provider "p")."""
+    return telemetry.attempt_span(
+        server,
+        request_model="m",
+        provider="p",
+        server_address=None,
+        server_port=None,
+        stream=False,
+        attempt=1,
+        deployment="d",
+    )
 
 
 def provider_for(
@@ -400,16 +408,7 @@ def test_the_fast_path_is_the_one_taken() -> None:
     server = telemetry.server_span("s", [])
     assert isinstance(server, OtelServerSpan)
     assert isinstance(server._span, LiteSpan)
-    attempt = telemetry.attempt_span(
-        server,
-        request_model="m",
-        provider="p",
-        server_address=None,
-        server_port=None,
-        stream=False,
-        attempt=1,
-        deployment="d",
-    )
+    attempt = _attempt(telemetry, server)
     assert isinstance(attempt, OtelAttemptSpan)
     assert isinstance(attempt._span, LiteSpan)
     step = telemetry.step_span(server, "redact")
@@ -475,16 +474,7 @@ def test_a_span_sampled_out_exports_nothing_and_still_parents_its_children() -> 
         provider.add_span_processor(SimpleSpanProcessor(memory))
         telemetry = OtelTelemetry(provider, None, steps=True, fast_spans=fast)
         server = telemetry.server_span("s", header)
-        attempt = telemetry.attempt_span(
-            server,
-            request_model="m",
-            provider="p",
-            server_address=None,
-            server_port=None,
-            stream=False,
-            attempt=1,
-            deployment="d",
-        )
+        attempt = _attempt(telemetry, server)
         assert isinstance(attempt, OtelAttemptSpan)
         context = attempt._span.get_span_context()
         attempt.finish(response_model=None, input_tokens=1, output_tokens=2)
