@@ -22,10 +22,20 @@ stretches of text around the new placeholders (`_windows` says why that is enoug
 and skip a stretch that holds no `ANCHOR` outside its placeholders (`_may_hold`); with
 extra recognizers, whose reach is unknown, every scan reads the whole text. Any
 failure inside a detector is raised as `RedactionError`.
+
+Two bounded memos answer texts seen before (a conversation is resent whole on every
+turn): texts in which nothing was found, with their output; and texts whose view is
+themselves and that took one round, keyed by a keyed digest, with their spans' offsets,
+the placeholders they got and the output. A hit on the second is replayed: the vault is
+asked for each span's placeholder again, and only if every answer is the one recorded
+is the output reused (`_replay` says why that is the scan's answer). Neither holds a
+value. `remember_clean=False` turns both off.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -72,6 +82,18 @@ class _Found(NamedTuple):  # a tuple: cheaper to make than a frozen dataclass
 #: the clean-text memo of a Redactor: at most this many texts of at most this many chars
 _CLEAN_ENTRIES = 1024
 _CLEAN_TEXT_MAX = 8192
+#: the replay memo (texts that had findings): at most this many, of the same size bound
+_SEEN_ENTRIES = 1024
+
+
+class _Seen(NamedTuple):
+    """How one text was redacted in one round, without any of its values: the spans
+    (offsets into the text, which is its own view) with the placeholder each got, and the
+    output. Replaying asks the vault for each span's placeholder in the same order."""
+
+    spans: tuple[tuple[str, int, int, str], ...]  # (entity, start, end, placeholder)
+    text: str  # the output: placeholders and the text between the spans
+    counts: tuple[tuple[str, int], ...]
 
 
 class Redactor:
@@ -113,6 +135,12 @@ class Redactor:
         #: has been scanned before. Only detector-free texts are kept, so the answer
         #: never depends on a vault; bounded in count and in the size of a text.
         self._clean: dict[str, str] = {}
+        #: texts that had findings, keyed by a keyed digest (the memo holds no text and no
+        #: value: values are read from the text a hit arrives with). A case's history is
+        #: resent on every turn with the case's vault, which already holds its values, so
+        #: replaying the vault lookups gives the same placeholders (see `_replay`).
+        self._seen: dict[bytes, _Seen] = {}
+        self._seen_key = os.urandom(16)
         self._remember = remember_clean
 
     def redact(self, text: str, vault: Vault) -> Redacted:
@@ -121,16 +149,28 @@ class Redactor:
         clean = self._clean.get(text)
         if clean is not None:
             return Redacted(clean, counts)
+        digest = None
+        remember = self._remember and len(text) <= _CLEAN_TEXT_MAX
         try:
+            if remember:
+                digest = hashlib.blake2b(
+                    text.encode("utf-8", "surrogatepass"), digest_size=16, key=self._seen_key
+                ).digest()
+                seen = self._seen.get(digest)
+                if seen is not None:
+                    replayed = _replay(seen, text, vault)
+                    if replayed is not None:
+                        return replayed
             view = normalise(text)
             found = self._detect(view)
             if not found:  # an unchanged view means there was nothing invisible to strip
                 out = text if view.is_identity else strip_invisible(text)
-                if self._remember and len(text) <= _CLEAN_TEXT_MAX:
+                if remember:
                     if len(self._clean) >= _CLEAN_ENTRIES:
                         self._clean.pop(next(iter(self._clean)))
                     self._clean[text] = out
                 return Redacted(out, counts)
+            first = found if view.is_identity and digest is not None else None
             # Each round replaces at least one character that is not a placeholder, so
             # rounds near placeholders end by themselves; a chain such as "x+1000000+1000000
             # ..." (each number a phone only once its neighbour is a placeholder) takes one
@@ -145,12 +185,31 @@ class Redactor:
                     placed = [m.span() for m in PLACEHOLDER.finditer(view.text)]
                 found = self._detect_near(view, placed) if self._local else self._detect(view)
                 if not found:  # `_replace` already dropped the invisible characters
+                    if first is not None and digest is not None:
+                        self._memorise(digest, first, placed, current, counts)
                     return Redacted(current, counts)
+                first = None  # only one-round redactions are replayed
         except RedactionError:
             raise
         except Exception as exc:  # any detector bug fails the call closed
             raise RedactionError(f"a detector failed: {type(exc).__name__}") from exc
         raise RedactionError("redaction did not reach a fixed point")
+
+    def _memorise(
+        self,
+        digest: bytes,
+        found: list[_Found],
+        placed: list[tuple[int, int]],
+        out: str,
+        counts: dict[str, int],
+    ) -> None:
+        """Keep how a text whose view is itself was redacted in one round."""
+        if len(self._seen) >= _SEEN_ENTRIES:
+            self._seen.pop(next(iter(self._seen)))
+        spans = tuple(
+            (f.entity, f.start, f.end, out[a:b]) for f, (a, b) in zip(found, placed, strict=True)
+        )
+        self._seen[digest] = _Seen(spans, out, tuple(counts.items()))
 
     def detect(self, text: str) -> list[tuple[str, int, int]]:
         """(entity, start, end) of what one pass finds, as offsets into `text`.
@@ -260,6 +319,23 @@ class Redactor:
             last = end
         out.append(original[last:] if identity else strip_invisible(original[last:]))
         return "".join(out), placed
+
+
+def _replay(seen: _Seen, text: str, vault: Vault) -> Redacted | None:
+    """`seen`'s output, if `vault` gives every span the placeholder it got then; else
+    None, and `redact` scans the text as usual.
+
+    Why that is the scan's answer: a scan's first round finds its spans in the text
+    alone and asks the vault for their placeholders in order, and one whose
+    placeholders are those of `seen` writes `seen`'s output, which its confirming scan
+    found complete. The lookups made here are the scan's first ones, so a vault left
+    changed by a replay that stopped short holds just what the scan would have added:
+    the scan that follows asks it again and gets the same answers.
+    """
+    for entity, start, end, ph in seen.spans:
+        if vault.placeholder(entity, text[start:end]) != ph:
+            return None
+    return Redacted(seen.text, dict(seen.counts))
 
 
 def _collect(found: list[_Found], rec: Recognizer, text: str, rank: int) -> None:

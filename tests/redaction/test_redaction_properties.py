@@ -131,3 +131,24 @@ def test_placeholders_are_stable_across_calls(values: list[str]) -> None:
     first = REDACTOR.redact(" | ".join(values), vault).text
     again = REDACTOR.redact(" | ".join(values), Vault.from_json(vault.to_json())).text
     assert first == again
+
+
+MEMO = Redactor(ENTITIES)
+NO_MEMO = Redactor(ENTITIES, remember_clean=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=6), st.randoms(use_true_random=False))
+def test_the_memo_never_changes_an_answer(texts: list[str], rnd: object) -> None:
+    """Conversations resent in turns, in fresh and in shared vaults, in any order: the
+    memo's answers, counts and vault contents are those of a redactor without one."""
+    turns = [texts[: i + 1] for i in range(len(texts))]
+    shuffled = list(texts)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    for vaults in ((Vault(), Vault()), None):
+        for turn in [*turns, shuffled, texts]:
+            a, b = vaults if vaults is not None else (Vault(), Vault())
+            for text in turn:
+                got, want = MEMO.redact(text, a), NO_MEMO.redact(text, b)
+                assert (got.text, dict(got.counts)) == (want.text, dict(want.counts))
+            assert a.entries == b.entries and a.dirty == b.dirty

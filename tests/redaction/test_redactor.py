@@ -370,3 +370,70 @@ def test_the_memo_can_be_switched_off() -> None:
     redactor = Redactor(["EMAIL"], remember_clean=False)
     assert redactor.redact("nothing here", Vault()).text == "nothing here"
     assert redactor._clean == {}
+
+
+def _fresh(redactor: Redactor, texts: list[str], vault: Vault) -> list[tuple[str, dict[str, int]]]:
+    return [(r.text, dict(r.counts)) for r in (redactor.redact(t, vault) for t in texts)]
+
+
+def test_a_resent_history_is_replayed_from_the_memo_with_the_same_answer() -> None:
+    history = [
+        "Mail me at ana@example.com or ring 07700 900123.",
+        "Card 4111 1111 1111 1111 was charged twice; my other address is bo@example.org.",
+        "No personal data in this one.",
+    ]
+    memo, reference = (
+        Redactor(["EMAIL", "PHONE", "CREDIT_CARD"]),
+        Redactor(["EMAIL", "PHONE", "CREDIT_CARD"], remember_clean=False),
+    )
+    case_a, case_b = Vault(), Vault()
+    turns = [history[:1], history[:2], history]  # each turn resends the one before
+    for turn in turns:
+        assert _fresh(memo, turn, case_a) == _fresh(reference, turn, case_b)
+        assert case_a.entries == case_b.entries
+    assert len(memo._seen) == 2  # the two texts that had findings
+
+    # a hit is answered without scanning: a detector that would now fail is not reached
+    def broken(view: object) -> list[object]:
+        raise AssertionError("scanned")
+
+    memo._detect = broken  # type: ignore[method-assign]
+    assert memo.redact(history[1], case_a).text == reference.redact(history[1], case_b).text
+    # the memo holds no text and no value, only offsets, placeholders and the output
+    held = repr(memo._seen)
+    for value in ("ana@example.com", "07700 900123", "4111", "bo@example.org"):
+        assert value not in held
+    assert all(text not in held for text in history)
+
+
+def test_a_memo_hit_in_another_vault_numbers_as_a_fresh_scan_would() -> None:
+    text = "Write to ana@example.com, or to bo@example.org."
+    memo = Redactor(["EMAIL"])
+    reference = Redactor(["EMAIL"], remember_clean=False)
+    assert memo.redact(text, Vault()).text == "Write to <EMAIL_1>, or to <EMAIL_2>."
+    # another case whose vault numbers these values otherwise: the replay stops at the
+    # first placeholder that differs and the text is scanned, from what the replay left
+    for prior in ([], ["bo@example.org"], ["zed@example.net"], ["ana@example.com"]):
+        vault_a, vault_b = Vault(), Vault()
+        for value in prior:
+            vault_a.placeholder("EMAIL", value)
+            vault_b.placeholder("EMAIL", value)
+        got, want = memo.redact(text, vault_a), reference.redact(text, vault_b)
+        assert (got.text, dict(got.counts)) == (want.text, dict(want.counts)), prior
+        assert vault_a.entries == vault_b.entries and vault_a.dirty == vault_b.dirty
+
+
+def test_the_replay_memo_is_bounded_and_keeps_only_one_round_redactions() -> None:
+    from redaction import redactor as module
+
+    redactor = Redactor(["EMAIL", "PHONE"])
+    for i in range(module._SEEN_ENTRIES + 10):
+        redactor.redact(f"note {i}: a{i}@example.com", Vault())
+    assert len(redactor._seen) == module._SEEN_ENTRIES
+    redactor = Redactor(["EMAIL"])
+    redactor.redact("x" * module._CLEAN_TEXT_MAX + " a@example.com", Vault())
+    redactor.redact("Ana\u200b@example.com", Vault())  # the view is not the text itself
+    assert redactor._seen == {}
+    off = Redactor(["EMAIL"], remember_clean=False)
+    off.redact("a@example.com", Vault())
+    assert off._seen == {}
