@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ from typing import Any
 
 from bench.compare import targets
 from bench.compare.run import start_sink
+from bench.gateway import workload
 from bench.gateway.run import PY, ROOT, Procs, base_env, free_port
 
 PATH = b"/v1/chat/completions"
@@ -143,6 +145,9 @@ def _instrument(on: bool) -> None:
     )
 
 
+_TURNS = itertools.count()
+
+
 async def _run(h: Harness, jobs: list[Any], n: int, conc: int, *, measure: bool = True) -> float:
     sem = asyncio.Semaphore(conc)
     failures: list[int] = []
@@ -150,7 +155,7 @@ async def _run(h: Harness, jobs: list[Any], n: int, conc: int, *, measure: bool 
     async def one(i: int) -> None:
         async with sem:
             headers, body = jobs[i % len(jobs)]
-            status, out = await h.call(headers, body)
+            status, out = await h.call(headers, workload.turn(body, next(_TURNS)))
             if status != 200 or (b"lineage_id" not in out and b"[DONE]" not in out):
                 failures.append(status)
 

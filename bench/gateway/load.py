@@ -12,11 +12,15 @@ that many seconds (``requests`` then only caps the count); ``variants``, a list 
 ``{"headers", "body", "expect"?}``, makes a mix: request *i* sends variant
 ``i % len(variants)`` (its headers over the job's). Streamed answers also give
 ``ttfc_ms``: request start to the first body bytes holding ``data:``.
+
+Bodies holding `workload.TURN` get eight letters there that no other request of this process
+sends (a new turn of the conversation each time: see `bench/gateway/workload.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -24,7 +28,10 @@ from typing import Any
 
 import aiohttp
 
+from bench.gateway.workload import TURN, turn
+
 DONE = b"data: [DONE]"
+_TURNS = itertools.count()
 
 
 async def _one(
@@ -77,6 +84,7 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
         (headers | v.get("headers", {}), v["body"].encode(), v.get("expect", "").encode())
         for v in job.get("variants", ())
     ] or [(headers, body, expect)]
+    turns = any(TURN.encode() in v[1] for v in variants)
     ttfcs: list[float] = []
     latencies: list[float] = []
     errors = 0
@@ -88,6 +96,8 @@ async def run_job(sessions: dict[tuple[str, int], aiohttp.ClientSession], job: d
         while issued < total and time.perf_counter() < deadline:
             v_headers, v_body, v_expect = variants[issued % len(variants)]
             issued += 1
+            if turns:
+                v_body = turn(v_body, next(_TURNS))
             first: list[float] = []
             t0 = time.perf_counter()
             try:

@@ -1,4 +1,11 @@
-"""The request bodies: one realistic support conversation (about 3 KB, 5 messages)."""
+"""The request bodies: one realistic support conversation (about 3 KB, 5 messages).
+
+Each request is a new turn of the same case: the history is resent as it is, and the
+last message is new text (its `TURN` marker becomes letters that no other request of the
+load generator's process sends, `turn`) that names values the case already holds. A
+conversation sent byte for byte again and again would be one that Casegate's redaction
+memo answers from memory; a new turn is scanned, as it would be in production.
+"""
 
 from __future__ import annotations
 
@@ -56,12 +63,28 @@ MESSAGES: list[dict[str, str]] = [
     {
         "role": "user",
         "content": (
-            "Sorry, one more thing: the confirmation email went to my old work address "
+            "Sorry, one more thing (message @@TURN@@): the confirmation email went to my "
+            "old work address "
             "j.whitfield@oldcompany.example, can you update the account so that "
             "everything goes to my personal email from now on? Thanks for your help."
         ),
     },
 ]
+
+#: in the bodies: replaced by `turn` per request, with eight letters (the size stays the
+#: same, and no digit is added for the number recognizers to read)
+TURN = "@@TURN@@"
+_TURN = TURN.encode()
+
+
+def turn(body: bytes, n: int) -> bytes:
+    """`body` as request number `n` sends it."""
+    letters = bytearray(8)
+    for i in range(7, -1, -1):
+        n, letters[i] = divmod(n, 26)
+        letters[i] += 97  # "a"
+    return body.replace(_TURN, bytes(letters))
+
 
 CASEGATE_FIELDS: dict[str, Any] = {
     "customer": {"authenticated": True, "consent": {"ai_assist": True}, "region": "GB"},
