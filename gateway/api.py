@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, NotFound, RequestTooLarge
-from gateway.pipeline import run_chat
+from gateway.pipeline import After, run_after, run_chat
 from gateway.runtime import Runtime
 from tracing import attributes as attr
 
@@ -35,6 +35,25 @@ class JSONBytes(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class _Answer(JSONBytes):
+    """A chat answer: once it is sent (or could not be), the call's queued telemetry runs
+    and its span ends (see `gateway.pipeline.After`)."""
+
+    def __init__(
+        self, content: Any, headers: Mapping[str, str], after: After | None, span: Any
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self._after = after
+        self._span = span
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            run_after(self._after)
+            self._span.end(200)
 
 
 class EventStream(Response):
@@ -136,8 +155,7 @@ async def chat_completions(request: Request) -> Response:
             _ending(result.stream, span),
             headers={**result.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    span.end(200)
-    return JSONBytes(result.body, headers=result.headers)
+    return _Answer(result.body, result.headers, result.after, span)
 
 
 async def _ending(stream: AsyncIterator[bytes], span: Any) -> AsyncIterator[bytes]:

@@ -18,8 +18,9 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -64,9 +65,41 @@ from redaction import RedactionError, Vault, minimise, strip_invisible
 from tracing import ServerSpan
 from tracing import attributes as attr
 
-__all__ = ["ChatResult", "run_chat"]
+__all__ = ["After", "ChatResult", "run_after", "run_chat"]
 
 log = logging.getLogger("casegate.pipeline")
+
+
+#: Telemetry that no byte of the answer waits for (span endings, span attributes and
+#: events, metrics), kept to run once the answer is sent: at concurrency one the client
+#: has its answer that much sooner, and the work is the same. Each keeps the times it
+#: measured when it was queued. A non-stream answer runs it after its last byte
+#: (`run_after`), a stream after its first chunk; an error answer, or a call whose
+#: answer will not be sent, runs it at once.
+After = list[Callable[[], None]]
+
+
+def run_after(after: After | None) -> None:
+    """Run what a call queued for after its answer; a failure is logged, not raised."""
+    for fn in after or ():
+        try:
+            fn()
+        except Exception:
+            log.exception("telemetry after the answer failed")
+
+
+def _later(call: Call, fn: Callable[[], None]) -> None:
+    """Queue `fn` for after the answer, or run it now when there is no queue (any more)."""
+    if call.after is not None:
+        call.after.append(fn)
+    else:
+        run_after([fn])
+
+
+def _now(call: Call) -> None:
+    """The call's answer will not carry its queue: run it now, and queue nothing more."""
+    after, call.after = call.after, None
+    run_after(after)
 
 
 @dataclass
@@ -75,6 +108,8 @@ class ChatResult:
     headers: dict[str, str]
     body: dict[str, Any] | None = None
     stream: AsyncIterator[bytes] | None = None
+    #: to run once the body is sent (`run_after`); a stream runs its own
+    after: After | None = None
 
 
 @dataclass
@@ -98,6 +133,7 @@ class Call:
     observed: ActivePolicy | None = None  # a policy version in observe mode (never applied)
     provider_s: float | None = None  # time spent in the provider (metrics: overhead)
     attempt_obs: Any = None  # a stream's successful attempt: its metrics end with the stream
+    after: After | None = None  # see `After`; None once it ran
 
     def casegate(self) -> dict[str, Any]:
         rec = self.rec
@@ -138,7 +174,7 @@ def _headers(call: Call, request_id: str) -> dict[str, str]:
 
 async def _finish_lineage(rt: Runtime, call: Call) -> None:
     """Write the end event; shielded so a cancelled request still records it."""
-    _observe_end(rt, call)
+    _later(call, partial(_observe_end, rt, call))
     if call.observed is not None:
         observe_call(call.observed, call.rec, call.chat, call.gov, rt.switches())
     task = asyncio.ensure_future(rt.lineage.finish(call.rec))
@@ -182,9 +218,9 @@ async def run_chat(
     )
     if started_mono is not None:
         rec.started_mono = started_mono  # the overhead metric counts from the ASGI entry
-    call = Call(rec=rec, policy=policy, observed=rt.observed)
+    call = Call(rec=rec, policy=policy, observed=rt.observed, after=[])
     span.set(attr.CASEGATE_LINEAGE_ID, rec.lineage_id)
-    streaming_handed_off = False
+    streaming_handed_off = answered = False
     try:
         _read_facts(rt, call, client, raw, headers, body_error)
         await rt.lineage.start(rec)  # durable before anything goes upstream
@@ -196,7 +232,9 @@ async def run_chat(
             rec.end = "completed"
             body = call.casegate()
             body.update(dry_run=True, upstream={"tools": tools})
-            return ChatResult(200, _headers(call, request_id), body={"casegate": body})
+            result = ChatResult(200, _headers(call, request_id), body={"casegate": body})
+            answered = True
+            return result
         await _reserve_budget(rt, call, upstream)
         deadline = time.monotonic() + rt.settings.limits.deadline_s
         observer = _observer(rt, span, call)
@@ -214,7 +252,7 @@ async def run_chat(
             rec.model_served = served.deployment.served_model
             rec.model_deployment = served.deployment.model
             rec.ttfc_ms = int(served.ttfc_s * 1000)
-            _observe_overhead(rt, call, served.ttfc_s)
+            _observe_overhead(rt, call, served.ttfc_s)  # (sent after the first chunk)
             stream = _stream_body(
                 rt, call, served.stream, served.first, served.deployment, deadline
             )
@@ -244,7 +282,9 @@ async def run_chat(
         await _store_draft(rt, call, _reply_text(reply))  # step 10, durable before the reply
         rec.end = "completed"
         reply["casegate"] = call.casegate()
-        return ChatResult(200, _headers(call, request_id), body=reply)
+        result = ChatResult(200, _headers(call, request_id), body=reply)
+        answered = True
+        return result
     except GatewayError as exc:
         _record_error(call, exc)
         span.set(attr.CASEGATE_DECISION, rec.decision or "refused")
@@ -263,11 +303,19 @@ async def run_chat(
             InternalError("The gateway failed to handle this call"), call, request_id
         ) from None
     finally:
-        span.set_many(_span_attrs(call))  # a stream's: as known before its first byte
-        _span_events(span, call)
+        if not (answered or streaming_handed_off):
+            _now(call)  # an error answer: nothing is sent after it
+        # a stream's: as known before its first byte
+        _later(call, partial(_apply_span, span, _span_attrs(call), _span_events(call)))
         if not streaming_handed_off:
-            await _settle_budget(rt, call)
-            await _finish_lineage(rt, call)
+            try:
+                await _settle_budget(rt, call)
+                await _finish_lineage(rt, call)
+                if answered:
+                    result.after = call.after
+            except BaseException:
+                _now(call)  # the answer is an error after all
+                raise
 
 
 # -- steps ------------------------------------------------------------------------
@@ -644,36 +692,53 @@ def _span_attrs(call: Call) -> dict[str, Any]:
     return out
 
 
-def _span_events(span: ServerSpan, call: Call) -> None:
+def _span_events(call: Call) -> list[tuple[str, dict[str, Any]]]:
     """Guardrail outcomes as SERVER span events (codes and counts, never content)."""
     rec = call.rec
+    events: list[tuple[str, dict[str, Any]]] = []
     for check in rec.checks:
         on = check.get("on")
         parts = [on] if isinstance(on, str) else [str(p) for p in on or ()]
         if check.get("check") == "redaction":
-            span.event(
-                attr.EVENT_REDACTION,
-                {
-                    "casegate.check.on": parts,
-                    "casegate.redactions.total": sum(rec.redactions.values()),
-                },
+            events.append(
+                (
+                    attr.EVENT_REDACTION,
+                    {
+                        "casegate.check.on": parts,
+                        "casegate.redactions.total": sum(rec.redactions.values()),
+                    },
+                )
             )
         elif check.get("check") == "eligibility":
-            span.event(
-                attr.EVENT_POLICY_DECISION,
-                {
-                    "casegate.check.ok": bool(check.get("ok")),
-                    "casegate.decision": rec.decision or "refused",
-                },
+            events.append(
+                (
+                    attr.EVENT_POLICY_DECISION,
+                    {
+                        "casegate.check.ok": bool(check.get("ok")),
+                        "casegate.decision": rec.decision or "refused",
+                    },
+                )
             )
     for scope in rec.kill_switches:
-        span.event(attr.EVENT_KILL_SWITCH, {"casegate.kill_switch.scope": scope})
+        events.append((attr.EVENT_KILL_SWITCH, {"casegate.kill_switch.scope": scope}))
     if rec.tool_calls_blocked:
-        span.event(
-            attr.EVENT_TOOL_CALL_BLOCKED, {"casegate.tool_calls.count": len(rec.tool_calls_blocked)}
+        events.append(
+            (
+                attr.EVENT_TOOL_CALL_BLOCKED,
+                {"casegate.tool_calls.count": len(rec.tool_calls_blocked)},
+            )
         )
     if rec.refusal:
-        span.event(attr.EVENT_REFUSAL, {attr.CASEGATE_REFUSAL_CODE: rec.refusal})
+        events.append((attr.EVENT_REFUSAL, {attr.CASEGATE_REFUSAL_CODE: rec.refusal}))
+    return events
+
+
+def _apply_span(
+    span: ServerSpan, attrs: dict[str, Any], events: list[tuple[str, dict[str, Any]]]
+) -> None:
+    span.set_many(attrs)
+    for name, event_attrs in events:
+        span.event(name, event_attrs)
 
 
 def _observe_end(rt: Runtime, call: Call) -> None:
@@ -689,7 +754,17 @@ def _observe_end(rt: Runtime, call: Call) -> None:
 def _observe_overhead(rt: Runtime, call: Call, provider_s: float) -> None:
     seconds = time.monotonic() - call.rec.started_mono - provider_s
     use_case = call.rec.use_case if (call.uc is not None and call.rec.use_case) else "(unknown)"
-    observe_overhead(rt.metrics, rt.telemetry, seconds, use_case=use_case, stream=call.rec.stream)
+    _later(
+        call,
+        partial(
+            observe_overhead,
+            rt.metrics,
+            rt.telemetry,
+            seconds,
+            use_case=use_case,
+            stream=call.rec.stream,
+        ),
+    )
 
 
 def _observer(rt: Runtime, span: ServerSpan, call: Call) -> Any:
@@ -723,12 +798,16 @@ class _AttemptObserver:
         )
 
     def _metrics(
-        self, error: str | None, input_tokens: Any = None, output_tokens: Any = None
+        self,
+        error: str | None,
+        input_tokens: Any = None,
+        output_tokens: Any = None,
+        duration_s: float | None = None,
     ) -> None:
         observe_attempt(
             self.rt.metrics,
             self.rt.telemetry,
-            duration_s=time.monotonic() - self.started,
+            duration_s=time.monotonic() - self.started if duration_s is None else duration_s,
             provider=self.dep.provider,
             request_model=self.dep.wire_model,
             response_model=self.response_model,
@@ -750,18 +829,40 @@ class _AttemptObserver:
             for c in (reply or {}).get("choices") or []
             if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
         ]
+        ended_ns, duration_s = time.time_ns(), time.monotonic() - self.started
         if self.stream:
-            self.ttfc_s = time.monotonic() - self.started
+            self.ttfc_s = duration_s
             self.call.attempt_obs = self  # its operation ends with the stream
+        _later(
+            self.call,
+            partial(
+                self._succeeded,
+                usage.get("prompt_tokens"),
+                usage.get("completion_tokens"),
+                reasons,
+                ended_ns,
+                duration_s,
+            ),
+        )
+
+    def _succeeded(
+        self,
+        input_tokens: Any,
+        output_tokens: Any,
+        reasons: list[str],
+        ended_ns: int,
+        duration_s: float,
+    ) -> None:
         self.span.finish(
             response_model=self.response_model,
-            input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             finish_reasons=reasons,
             ttfc_s=self.ttfc_s,
+            end_ns=ended_ns,
         )
         if not self.stream:
-            self._metrics(None, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            self._metrics(None, input_tokens, output_tokens, duration_s)
 
     def failed(self, error: AttemptError) -> None:
         self.span.fail(error.error_type)
@@ -846,6 +947,8 @@ async def _stream_body(
                 if call.draft is not None:
                     _collect_text(item, draft_text)
                 yield sse(item)
+                if call.after is not None:  # the first chunk is sent
+                    _now(call)
             remaining = deadline - time.monotonic()
             try:
                 async with asyncio.timeout(max(0.0, remaining)) as timer:
@@ -889,6 +992,7 @@ async def _stream_body(
         rec.refusal = "internal_error"
         yield sse_error(InternalError("The gateway failed while streaming"))
     finally:
+        _now(call)  # if nothing was sent before the end
         cut.close()
         await upstream.aclose()
         await _settle_budget(rt, call)

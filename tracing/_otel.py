@@ -161,6 +161,7 @@ class OtelAttemptSpan(AttemptSpan):
         output_tokens: int | None,
         finish_reasons: Sequence[str] = (),
         ttfc_s: float | None = None,
+        end_ns: int | None = None,
     ) -> None:
         if self._done:
             return
@@ -180,7 +181,7 @@ class OtelAttemptSpan(AttemptSpan):
         span = self._span
         if attrs:
             span.set_attributes(attrs)
-        span.end()
+        span.end(end_ns)
 
     def fail(self, error_type: str) -> None:
         if self._done:

@@ -116,8 +116,10 @@ class AttemptSpan(_SpanScope):
         output_tokens: int | None,
         finish_reasons: Sequence[str] = (),
         ttfc_s: float | None = None,
+        end_ns: int | None = None,
     ) -> None:
-        """Record the response's GenAI attributes and end the span."""
+        """Record the response's GenAI attributes and end the span (at `end_ns`, ns
+        since the epoch, when the attempt ended before this is called; else now)."""
 
 
 class StepSpan(_SpanScope):

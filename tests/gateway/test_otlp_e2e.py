@@ -59,7 +59,9 @@ def test_spans_and_metrics_over_otlp(
             env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "casegate"},
         )
         upstream.script(Reply.error(500))  # the first attempt fails, the retry answers
+        asked_ns = time.time_ns()
         done = chat(gw, creds, extra={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        answered_ns = time.time_ns()
         assert done.status_code == 200, done.text
         refused = chat(gw, creds, customer={"authenticated": False})
         assert refused.status_code == 403
@@ -96,6 +98,11 @@ def test_spans_and_metrics_over_otlp(
         assert a["server.address"] == "127.0.0.1"
         assert a["server.port"] == int(upstream.url.rsplit(":", 1)[1].split("/")[0])
         assert "gen_ai.system" not in a  # deprecated
+    # Spans end once the answer is sent (gateway/pipeline.py `After`), but each keeps the
+    # times it measured: the attempts lie inside the call, and the call inside the
+    # client's wait for it, give or take the server span ending after the last byte.
+    assert asked_ns <= first.start_ns <= failed.start_ns <= failed.end_ns <= ok.start_ns
+    assert ok.start_ns <= ok.end_ns <= answered_ns and ok.end_ns <= first.end_ns
     assert ok.attributes["gen_ai.response.model"] == "gpt-primary"
     assert ok.attributes["gen_ai.usage.input_tokens"] == 10
     assert ok.attributes["gen_ai.usage.output_tokens"] == 5

@@ -75,6 +75,8 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
     resource: dict[str, Any]
     scope: str
+    start_ns: int = 0  # ns since the epoch
+    end_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class OtlpReceiver:
                                 ],
                                 resource=resource,
                                 scope=scope_spans.scope.name,
+                                start_ns=span.start_time_unix_nano,
+                                end_ns=span.end_time_unix_nano,
                             )
                         )
         return found
