@@ -80,12 +80,16 @@ After = list[Callable[[], None]]
 
 
 def run_after(after: After | None) -> None:
-    """Run what a call queued for after its answer; a failure is logged, not raised."""
-    for fn in after or ():
+    """Run what a call queued for after its answer; a failure is logged, not raised.
+    The queue is emptied: its items refer to the call that holds it."""
+    if not after:
+        return
+    for fn in after:
         try:
             fn()
         except Exception:
             log.exception("telemetry after the answer failed")
+    after.clear()
 
 
 def _later(call: Call, fn: Callable[[], None]) -> None:
@@ -748,7 +752,8 @@ def _observe_end(rt: Runtime, call: Call) -> None:
     record_tripwire_counts(rt, rec, known_use_case=call.uc is not None)
     if call.attempt_obs is not None:
         error = None if rec.end == "completed" else (rec.refusal or "error")
-        call.attempt_obs.stream_ended(rec.usage, error)
+        obs, call.attempt_obs = call.attempt_obs, None  # (it refers to the call)
+        obs.stream_ended(rec.usage, error)
 
 
 def _observe_overhead(rt: Runtime, call: Call, provider_s: float) -> None:

@@ -328,7 +328,14 @@ class StreamCut:
         self._timeout = None
 
     def close(self) -> None:
-        self._unwatch()
+        # dropped as it runs: the function refers to this cut (a cycle would keep the
+        # call's objects alive until the collector came by)
+        unwatch, self._unwatch = self._unwatch, _unwatched
+        unwatch()
+
+
+def _unwatched() -> None:
+    """A closed cut's `_unwatch`."""
 
 
 def watch_stream(
