@@ -225,6 +225,7 @@ async def run_chat(
     call = Call(rec=rec, policy=policy, observed=rt.observed, after=[])
     span.set(attr.CASEGATE_LINEAGE_ID, rec.lineage_id)
     streaming_handed_off = answered = False
+    rt.chats_in_flight += 1
     try:
         _read_facts(rt, call, client, raw, headers, body_error)
         await rt.lineage.start(rec)  # durable before anything goes upstream
@@ -311,15 +312,17 @@ async def run_chat(
             _now(call)  # an error answer: nothing is sent after it
         # a stream's: as known before its first byte
         _later(call, partial(_apply_span, span, _span_attrs(call), _span_events(call)))
-        if not streaming_handed_off:
-            try:
+        try:
+            if not streaming_handed_off:
                 await _settle_budget(rt, call)
                 await _finish_lineage(rt, call)
                 if answered:
                     result.after = call.after
-            except BaseException:
-                _now(call)  # the answer is an error after all
-                raise
+        except BaseException:
+            _now(call)  # the answer is an error after all
+            raise
+        finally:
+            rt.chats_in_flight -= 1
 
 
 # -- steps ------------------------------------------------------------------------

@@ -140,6 +140,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=lambda: Metrics(None))
     #: tripwire counting and evaluation (gateway/tripwires.py), set by start()
     tripwires: Tripwires | None = None
+    #: chat calls inside `run_chat` now (the lineage writer commits at once when alone)
+    chats_in_flight: int = 0
 
     def switches(self) -> tuple[Switch, ...]:
         # no switchboard yet: refuse automation, as a worker that never read the state
@@ -213,6 +215,7 @@ class Runtime:
             policy=active,
             closers=closers,
         )
+        rt.lineage.alone = lambda: rt.chats_in_flight <= 1
         rt.limiter = build_limiter(settings, store, deployments, closers)
         start_drafts_and_consent(rt, env)
         from gateway.switchboard import start_switchboard

@@ -167,6 +167,13 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
         batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
     ) -> None:
         """Several records' events in ONE transaction (the lineage writer's group commit)."""
+        self.append_batch_now(batch)
+
+    def append_batch_now(
+        self,
+        batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
+    ) -> None:
+        """`append_batch` without awaiting: nothing can run while it commits."""
         db = self.db
         rows = [
             (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())

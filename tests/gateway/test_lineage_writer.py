@@ -102,3 +102,52 @@ def test_concurrent_writes_share_commits_and_keep_the_chain_in_order(tmp_path: P
     assert [e["seq"] for e in events] == list(range(1, 41))
     assert verify_chains(events).ok
     assert sum(batches) == 40 and len(batches) < 40  # commits were shared
+
+
+def test_a_lone_write_commits_at_once_and_a_failed_one_resyncs(tmp_path: Path) -> None:
+    class CommitNowThenFail(SqliteStore):
+        fail_next: BaseException | None = None
+        commits: list[int] = []
+
+        def append_batch_now(self, batch: Any) -> None:
+            super().append_batch_now(batch)
+            self.commits.append(len(batch))
+            if self.fail_next is not None:
+                exc, self.fail_next = self.fail_next, None
+                raise exc
+
+    async def run() -> tuple[list[dict[str, Any]], list[bool], list[int]]:
+        store = CommitNowThenFail(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        writer = LineageWriter(store)
+        alone = [True]
+        writer.alone = lambda: alone[0]
+        loop = asyncio.get_running_loop()
+        suspended: list[bool] = []
+
+        async def write(type_: str, lid: str) -> None:
+            ran: list[bool] = []
+            loop.call_soon(ran.append, True)  # runs only if the write yields to the loop
+            await writer.event(type_, lid, {})
+            suspended.append(bool(ran))
+
+        await write("test.one", "lin_1")
+        store.fail_next = OSError("lost after COMMIT")
+        with pytest.raises(OSError):
+            await write("test.two", "lin_2")
+        await write("test.three", "lin_3")  # re-reads the head first: no fork, no gap
+        alone[0] = False  # another call is in flight: through the flusher, grouped
+        await asyncio.gather(*(writer.event("test.n", f"lin_n{i}", {}) for i in range(6)))
+        events = await store.all_events()
+        await store.close()
+        return events, suspended, store.commits
+
+    events, suspended, commits = asyncio.run(run())
+    assert [e["seq"] for e in events] == list(range(1, 10))
+    assert [e["type"] for e in events][:3] == ["test.one", "test.two", "test.three"]
+    assert verify_chains(events).ok
+    # the lone writes committed one by one without yielding (the resync of the third
+    # one awaited the store's head); the six concurrent ones shared one transaction
+    assert suspended[0] is False
+    assert commits == [1, 1, 1, 6]
