@@ -23,7 +23,6 @@ from tests.conftest import Credentials, gateway_config
 from tests.gateway.helpers import casegate, headers
 from tests.kit.stub import UpstreamStub
 
-
 _OURS = {"gateway", "policies", "redaction", "tracing"}
 
 
