@@ -20,7 +20,7 @@ import orjson
 from gateway.app import create_app
 from gateway.cli import settings_from_env
 from tests.conftest import Credentials, gateway_config
-from tests.gateway.helpers import casegate, headers
+from tests.gateway.helpers import asgi_call, casegate, headers
 from tests.kit.stub import UpstreamStub
 
 _OURS = {"gateway", "policies", "redaction", "tracing"}
@@ -55,44 +55,10 @@ async def _drive(app: Any, calls: list[tuple[list[tuple[bytes, bytes]], bytes]])
 
 
 async def _call(app: Any, hdrs: list[tuple[bytes, bytes]], body: bytes) -> int:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": hdrs,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-        raise AssertionError
-
-    status = 0
-    chunks: list[bytes] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        else:
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
+    status, _, answer, raised = await asgi_call(app, "POST", "/v1/chat/completions", hdrs, body)
+    assert not raised
     if status == 200:
-        assert b"lineage_id" in b"".join(chunks)
+        assert b"lineage_id" in answer
     return status
 
 

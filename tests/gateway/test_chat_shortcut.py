@@ -18,49 +18,13 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import embedded_default
+from tests.gateway.helpers import asgi_call
 
 
 async def _call(app: Any, method: str, path: str) -> tuple[int, dict[str, bytes], bytes, bool]:
     body = b'{"model": "x", "messages": []}' if method == "POST" else b""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"req-shortcut")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    status, headers, chunks = 0, {}, []
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            headers = {k.decode(): v for k, v in message["headers"]}
-        else:
-            chunks.append(message.get("body", b""))
-
-    raised = False
-    try:
-        await app(scope, receive, send)
-    except Exception:
-        raised = True
-    return status, headers, b"".join(chunks), raised
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", b"req-shortcut")]
+    return await asgi_call(app, method, path, headers, body)
 
 
 def test_the_chat_shortcut_fails_like_a_routed_path(tmp_path: Path) -> None:
