@@ -167,6 +167,7 @@ class LineageWriter:
         #: call in flight). Then, if the store can commit without awaiting
         #: (``append_batch_now``), a write commits at once instead of through the flusher.
         self.alone: Callable[[], bool] | None = None
+        self._commit_now: Callable[[Any], None] | None = getattr(store, "append_batch_now", None)
 
     async def _append(
         self,
@@ -192,7 +193,7 @@ class LineageWriter:
             await self._resync_if_needed()
             at = now_ms()
             events = [self._chain.next_event(t, lid, data, at_ms=at) for t, lid, data in items]
-            commit_now = getattr(self.store, "append_batch_now", None)
+            commit_now = self._commit_now
             if (
                 commit_now is not None
                 and self._flusher is None
