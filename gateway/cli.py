@@ -145,8 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.drain import grace_s
 
     _exit_zero_on_sigterm()
-    uvicorn.run(
-        "gateway.app:app_from_env",
+    options = dict(
         factory=True,
         host=args.host,
         port=args.port,
@@ -158,6 +157,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=grace_s(environ),
     )
+    if args.workers == 1:
+        uvicorn.run("gateway.app:app_from_env", **options)
+    else:
+        from gateway.workers import serve_workers
+
+        # each worker on a socket of its own, so a burst of connections is spread
+        serve_workers(uvicorn.Config("gateway.app:app_from_env", **options))
     return 0
 
 

@@ -1,0 +1,125 @@
+"""`casegate serve --workers 2`: a burst of keep-alive connections is spread over both
+workers (each listens on a socket of its own, `gateway/workers.py`), and a port that is
+taken is a clear configuration error.
+
+Which worker holds a connection is read from `/proc` (Linux): the server side of every
+connection is a socket inode, and each worker's open descriptors name the inodes it holds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import gateway_config
+from tests.kit.gateway import GatewayProcess, free_port
+from tests.kit.stub import UpstreamStub
+
+BURST = 24  # all on one worker by chance: 2 / 2**24
+
+
+def _server_inodes(port: int, client_ports: set[int]) -> dict[str, int]:
+    """socket inode -> client port, for the server side of our established connections."""
+    found: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                local, remote, state, inode = cols[1], cols[2], cols[3], cols[9]
+                lport = int(local.rsplit(":", 1)[1], 16)
+                rport = int(remote.rsplit(":", 1)[1], 16)
+                if lport == port and rport in client_ports and state == "01":  # ESTABLISHED
+                    found[inode] = rport
+    return found
+
+
+def _listeners(port: int) -> int:
+    """How many sockets listen on the port (one per worker that is up)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":  # LISTEN
+                    count += 1
+    return count
+
+
+def _owners(inodes: dict[str, int]) -> dict[int, int]:
+    """client port -> pid of the process holding the server side."""
+    owners: dict[int, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                owners[inodes[link[8:-1]]] = int(pid)
+    return owners
+
+
+def _get(conn: socket.socket, path: str) -> bytes:
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = conn.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
+def test_a_burst_of_connections_is_spread_over_both_workers(
+    start_gateway: Any, upstream: UpstreamStub
+) -> None:
+    gw: GatewayProcess = start_gateway(gateway_config(upstream.url), workers=2)
+    deadline = time.monotonic() + 30  # ready means one worker answers; wait for both
+    while _listeners(gw.port) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _listeners(gw.port) == 2  # a socket of its own per worker
+    # like a client opening its keep-alive pool: every connection at once, then requests
+    conns = [socket.create_connection(("127.0.0.1", gw.port), timeout=10) for _ in range(BURST)]
+    try:
+        for conn in conns:
+            assert _get(conn, "/healthz").startswith(b"HTTP/1.1 200")
+        client_ports = {c.getsockname()[1] for c in conns}
+        owners = _owners(_server_inodes(gw.port, client_ports))
+        assert set(owners) == client_ports  # every connection is held by some process
+        workers = set(owners.values())
+        assert len(workers) == 2, f"one worker took the whole burst: {owners}"
+        assert gw.proc.pid not in workers  # the parent only supervises
+        # each keeps answering on its own connections
+        for conn in conns:
+            assert _get(conn, "/healthz").startswith(b"HTTP/1.1 200")
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_two_workers_on_a_taken_port_is_a_configuration_error(
+    start_gateway: Any, upstream: UpstreamStub
+) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        gw: GatewayProcess = start_gateway(
+            gateway_config(upstream.url), workers=2, port=port, wait=False
+        )
+        deadline = time.monotonic() + 30
+        while gw.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gw.proc.returncode == 2, gw.log()
+        assert f"cannot listen on 127.0.0.1:{port}: the address is already in use" in gw.log()
