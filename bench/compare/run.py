@@ -57,6 +57,7 @@ class Sample:
     ttfc_p50: float
     ttfc_mean: float
     cpu_ms: float
+    client_cpu_ms: float  # the load generator's own, per request
     rss_tree_mb: float
     rss_worker_mb: float
     requests: int
@@ -127,6 +128,7 @@ def measure(
         ttfc_p50=percentile(ttfc, 50) if ttfc else nan,
         ttfc_mean=statistics.fmean(ttfc) if ttfc else nan,
         cpu_ms=(cpu1 - cpu0) * 1000 / max(done, 1),
+        client_cpu_ms=res.get("client_cpu_s", nan) * 1000 / max(done, 1),
         rss_tree_mb=procstat.rss_bytes(server.pid) / 2**20,
         rss_worker_mb=procstat.rss_max_bytes(server.pid) / 2**20,
         requests=done,
@@ -323,7 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(
                         f"rep {rep + 1}/{args.reps} {target.name:16} c={conc:<2} "
                         f"stream={stream!s:5} {sample.rps:7.0f} req/s p50 {sample.p50:7.2f} ms "
-                        f"cpu {sample.cpu_ms:6.3f} ms/req errors {sample.errors}"
+                        f"cpu {sample.cpu_ms:6.3f} ms/req (load generator "
+                        f"{sample.client_cpu_ms:5.3f}) errors {sample.errors}"
                         + (f" first error: {sample.first_error}" if sample.first_error else ""),
                         file=sys.stderr,
                     )
