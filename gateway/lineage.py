@@ -167,7 +167,7 @@ class LineageWriter:
         #: call in flight). Then, if the store can commit without awaiting
         #: (``append_batch_now``), a write commits at once instead of through the flusher.
         self.alone: Callable[[], bool] | None = None
-        self._commit_now: Callable[[Any], None] | None = getattr(store, "append_batch_now", None)
+        self._commit_now: Callable[[Any], bool] | None = getattr(store, "append_batch_now", None)
 
     async def _append(
         self,
@@ -183,7 +183,8 @@ class LineageWriter:
         several calls; each caller still returns only after COMMIT.
 
         A caller that is `alone`, with nothing queued or being committed, commits at
-        once when the store can do so without awaiting (SQLite): no other call could
+        once when the store can do so without awaiting (SQLite; unless another process
+        holds the write lock, then it goes through the flusher): no other call could
         join its batch, and the flusher's task and futures were a tenth of a call's
         lineage time at concurrency one. Nothing can interleave with a commit that
         does not await, and a failure is handled as the flusher handles one.
@@ -203,13 +204,16 @@ class LineageWriter:
             ):
                 t0 = time.perf_counter()
                 try:
-                    commit_now([(events, begin, end)])
+                    committed = commit_now([(events, begin, end)])
                 except BaseException:
                     self._resync = True  # whether it committed is unknown: re-read the head
                     self._report(time.perf_counter() - t0, False, 1)
                     raise
-                self._report(time.perf_counter() - t0, True, 1)
-                return events
+                if committed:
+                    self._report(time.perf_counter() - t0, True, 1)
+                    return events
+                # another process holds the write lock: nothing was written, the flusher
+                # waits for it without blocking the loop
             done: asyncio.Future[None] = loop.create_future()
             self._pending.append(_Pending(events, begin, end, done))
             if self._flusher is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from gateway.lineage import LineageWriter
 from gateway.stores import StateUnavailable
+from gateway.stores import sqlite as sqlite_store
 from gateway.stores.sqlite import SqliteStore
 from tracing import verify_chains
 
@@ -109,12 +111,13 @@ def test_a_lone_write_commits_at_once_and_a_failed_one_resyncs(tmp_path: Path) -
         fail_next: BaseException | None = None
         commits: list[int] = []
 
-        def append_batch_now(self, batch: Any) -> None:
-            super().append_batch_now(batch)
+        def append_batch_now(self, batch: Any) -> bool:
+            assert super().append_batch_now(batch)
             self.commits.append(len(batch))
             if self.fail_next is not None:
                 exc, self.fail_next = self.fail_next, None
                 raise exc
+            return True
 
     async def run() -> tuple[list[dict[str, Any]], list[bool], list[int]]:
         store = CommitNowThenFail(tmp_path / "s.db")
@@ -151,3 +154,66 @@ def test_a_lone_write_commits_at_once_and_a_failed_one_resyncs(tmp_path: Path) -
     # one awaited the store's head); the six concurrent ones shared one transaction
     assert suspended[0] is False
     assert commits == [1, 1, 1, 6]
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_write_waits_for_another_process_lock_without_blocking_the_loop(
+    tmp_path: Path, alone: bool
+) -> None:
+    """Another process (here: another connection) holds SQLite's write lock. The write
+    neither sleeps in SQLite's busy handler with the loop blocked nor fails: the loop
+    goes on, and the write lands, in chain order, once the lock is released."""
+
+    async def run() -> tuple[list[dict[str, Any]], bool, int]:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        writer = LineageWriter(store)
+        writer.alone = lambda: alone
+        first = await writer.event("test.first", "lin_0", {})
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the other worker's commit in progress
+        task = asyncio.ensure_future(writer.event("test.second", "lin_1", {}))
+        turns = 0
+        for _ in range(20):  # the loop keeps turning while the write waits
+            await asyncio.sleep(0.005)
+            turns += 1
+        pending = not task.done()
+        other.execute("COMMIT")
+        other.close()
+        second = await asyncio.wait_for(task, 5)
+        events = await store.all_events()
+        await store.close()
+        assert events == [first, second]
+        return events, pending, turns
+
+    events, pending, turns = asyncio.run(run())
+    assert pending and turns == 20
+    assert [e["seq"] for e in events] == [1, 2]
+    assert verify_chains(events).ok
+
+
+def test_a_write_gives_up_when_the_lock_is_never_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 300)
+
+    async def run() -> list[dict[str, Any]]:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        writer = LineageWriter(store)
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StateUnavailable, match="held the SQLite write lock"):
+            await writer.event("test.lost", "lin_0", {})
+        other.execute("ROLLBACK")
+        other.close()
+        await writer.event("test.after", "lin_1", {})  # nothing was written: no gap
+        events = await store.all_events()
+        await store.close()
+        return events
+
+    events = asyncio.run(run())
+    assert [(e["seq"], e["type"]) for e in events] == [(1, "test.after")]
+    assert verify_chains(events).ok
