@@ -12,10 +12,9 @@ Several worker processes share the file; ``busy_timeout`` serialises their write
 Lineage appends (two per chat call) never wait in that busy handler: it sleeps a
 millisecond or more per try with the event loop blocked, and two workers' commits do
 collide (two processes appending to one file, traced: 1,081 such sleeps in 6,000
-calls). ``append_batch_now`` asks for the
-write lock without waiting and says when it could not have it; ``append_batch`` then
-retries from the event loop, which serves other calls in between, for up to
-`BUSY_TIMEOUT_MS`.
+calls). ``append_batch_now`` asks for the write lock without waiting and says when it
+could not have it; ``append_batch`` then retries from the event loop, which serves
+other calls in between, for up to `BUSY_TIMEOUT_MS`.
 
 Checkpoints (copying the WAL into the database file, with an fsync) run on a thread of
 their own with its own connection, every `CHECKPOINT_S`: left to SQLite, every

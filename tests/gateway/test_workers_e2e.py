@@ -1,6 +1,7 @@
 """`casegate serve --workers 2`: a burst of keep-alive connections is spread over both
-workers (each listens on a socket of its own, `gateway/workers.py`), and a port that is
-taken is a clear configuration error.
+workers (each listens on a socket of its own, `gateway/workers.py`), a worker the
+supervisor restarts binds one of its own again, and a port that is taken is a clear
+configuration error.
 
 Which worker holds a connection is read from `/proc` (Linux): the server side of every
 connection is a socket inode, and each worker's open descriptors name the inodes it holds.
@@ -9,6 +10,7 @@ connection is a socket inode, and each worker's open descriptors name the inodes
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -106,6 +108,46 @@ def test_a_burst_of_connections_is_spread_over_both_workers(
     finally:
         for conn in conns:
             conn.close()
+
+
+def _worker_pids(gw: GatewayProcess) -> set[int]:
+    """The processes holding a listening socket on the gateway's port."""
+    listening: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == gw.port and cols[3] == "0A":
+                    listening.add(cols[9])
+    # one inode per listening socket: number them so that each keeps its own entry
+    owners = _owners({inode: i for i, inode in enumerate(sorted(listening))})
+    return set(owners.values())
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
+def test_a_restarted_worker_listens_on_a_socket_of_its_own_again(
+    start_gateway: Any, upstream: UpstreamStub
+) -> None:
+    gw: GatewayProcess = start_gateway(gateway_config(upstream.url), workers=2)
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(gw)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = _worker_pids(gw)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)  # the supervisor starts a new worker in its place
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = _worker_pids(gw)
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.1)
+    now = _worker_pids(gw)
+    assert victim not in now and len(now) == 2 and len(now & before) == 1
+    assert _listeners(gw.port) == 2
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as conn:
+        assert _get(conn, "/healthz").startswith(b"HTTP/1.1 200")
 
 
 def test_two_workers_on_a_taken_port_is_a_configuration_error(
