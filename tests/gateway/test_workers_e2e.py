@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +26,36 @@ from tests.kit.stub import UpstreamStub
 BURST = 24  # all on one worker by chance: 2 / 2**24
 
 
-def _server_inodes(port: int, client_ports: set[int]) -> dict[str, int]:
-    """socket inode -> client port, for the server side of our established connections."""
-    found: dict[str, int] = {}
+ESTABLISHED, LISTEN = "01", "0A"
+
+
+def _sockets(port: int) -> Iterator[tuple[str, int, str]]:
+    """(state, remote port, inode) of every TCP socket whose local port is `port`."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             next(f)
             for line in f:
                 cols = line.split()
-                local, remote, state, inode = cols[1], cols[2], cols[3], cols[9]
-                lport = int(local.rsplit(":", 1)[1], 16)
-                rport = int(remote.rsplit(":", 1)[1], 16)
-                if lport == port and rport in client_ports and state == "01":  # ESTABLISHED
-                    found[inode] = rport
-    return found
+                if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    yield cols[3], int(cols[2].rsplit(":", 1)[1], 16), cols[9]
+
+
+def _server_inodes(port: int, client_ports: set[int]) -> dict[str, int]:
+    """socket inode -> client port, for the server side of our established connections."""
+    return {
+        inode: rport
+        for state, rport, inode in _sockets(port)
+        if state == ESTABLISHED and rport in client_ports
+    }
 
 
 def _listeners(port: int) -> int:
     """How many sockets listen on the port (one per worker that is up)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":  # LISTEN
-                    count += 1
-    return count
+    return sum(1 for state, _, _ in _sockets(port) if state == LISTEN)
 
 
 def _owners(inodes: dict[str, int]) -> dict[int, int]:
-    """client port -> pid of the process holding the server side."""
+    """inodes' value (a client port, say) -> pid of the process holding that socket."""
     owners: dict[int, int] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -112,17 +112,8 @@ def test_a_burst_of_connections_is_spread_over_both_workers(
 
 def _worker_pids(gw: GatewayProcess) -> set[int]:
     """The processes holding a listening socket on the gateway's port."""
-    listening: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if int(cols[1].rsplit(":", 1)[1], 16) == gw.port and cols[3] == "0A":
-                    listening.add(cols[9])
-    # one inode per listening socket: number them so that each keeps its own entry
-    owners = _owners({inode: i for i, inode in enumerate(sorted(listening))})
-    return set(owners.values())
+    listening = [inode for state, _, inode in _sockets(gw.port) if state == LISTEN]
+    return set(_owners({inode: i for i, inode in enumerate(listening)}).values())
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
