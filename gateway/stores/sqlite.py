@@ -65,6 +65,24 @@ BUSY_TIMEOUT_MS = 10_000
 RETRY_DELAYS_S = (0.0, 0.0005, 0.001, 0.002, 0.004, 0.008)
 
 
+def _rows(
+    batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """A lineage batch as the rows of its three statements: events, new records, ends."""
+    events = [
+        (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
+        for events, _, _ in batch
+        for e in events
+    ]
+    begins = [
+        (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
+        for _, b, _ in batch
+        if b is not None
+    ]
+    ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
+    return events, begins, ends
+
+
 class _Checkpointer:
     """A thread that runs ``PRAGMA wal_checkpoint(PASSIVE)`` every `CHECKPOINT_S` on a
     connection of its own (SQLite releases the GIL while it copies and syncs). PASSIVE
@@ -184,10 +202,11 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
 
         While another process holds the write lock, tries again from the event loop
         (`RETRY_DELAYS_S`) for up to `BUSY_TIMEOUT_MS`, instead of SQLite's busy handler
-        sleeping with the loop blocked."""
+        sleeping with the loop blocked. The rows are encoded once for all tries."""
+        rows = _rows(batch)
         deadline = 0.0
         tries = 0
-        while not self.append_batch_now(batch):
+        while not self._try_append(*rows):
             now = time.monotonic()
             if not deadline:
                 deadline = now + BUSY_TIMEOUT_MS / 1000
@@ -206,18 +225,10 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
         """`append_batch` without awaiting: nothing can run while it commits.
 
         False, with nothing written, when another process holds the write lock now."""
+        return self._try_append(*_rows(batch))
+
+    def _try_append(self, events: list[Any], begins: list[Any], ends: list[Any]) -> bool:
         db = self.db
-        rows = [
-            (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
-            for events, _, _ in batch
-            for e in events
-        ]
-        begins = [
-            (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
-            for _, b, _ in batch
-            if b is not None
-        ]
-        ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
         try:
             db.execute("PRAGMA busy_timeout = 0")
             try:
@@ -232,7 +243,7 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
                 db.executemany(
                     "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+                    events,
                 )
                 if begins:
                     db.executemany(

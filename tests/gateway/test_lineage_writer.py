@@ -111,9 +111,10 @@ def test_a_lone_write_commits_at_once_and_a_failed_one_resyncs(tmp_path: Path) -
         fail_next: BaseException | None = None
         commits: list[int] = []
 
-        def append_batch_now(self, batch: Any) -> bool:
-            assert super().append_batch_now(batch)
-            self.commits.append(len(batch))
+        def _try_append(self, events: Any, begins: Any, ends: Any) -> bool:
+            # every commit, inline or through the flusher, goes through here
+            assert super()._try_append(events, begins, ends)
+            self.commits.append(len(events))
             if self.fail_next is not None:
                 exc, self.fail_next = self.fail_next, None
                 raise exc
