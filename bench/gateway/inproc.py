@@ -34,6 +34,7 @@ from bench.compare import targets
 from bench.compare.run import start_sink
 from bench.gateway import workload
 from bench.gateway.run import PY, ROOT, Procs, base_env, free_port
+from tests.kit.asgi import asgi_call
 
 PATH = b"/v1/chat/completions"
 #: set in the child that `--callgrind` runs under valgrind: measured runs are instrumented
@@ -80,43 +81,10 @@ class Harness:
         self.app.app.state.runtime.telemetry.force_flush()
 
     async def call(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},  # as uvicorn says
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": PATH.decode(),
-            "raw_path": PATH,
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()  # a disconnect never comes
-            raise AssertionError
-
-        status = 0
-        chunks: list[bytes] = []
-
-        async def send(msg: dict[str, Any]) -> None:
-            nonlocal status
-            if msg["type"] == "http.response.start":
-                status = msg["status"]
-            elif msg["type"] == "http.response.body":
-                chunks.append(msg.get("body", b""))
-
-        await self.app(scope, receive, send)
-        return status, b"".join(chunks)
+        status, _, answer, _ = await asgi_call(
+            self.app, "POST", PATH.decode(), headers, body, catch=False
+        )
+        return status, answer
 
 
 def _jobs(variant: str, key: str, stream: bool) -> list[tuple[list[tuple[bytes, bytes]], bytes]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from tests.kit.asgi import asgi_call as asgi_call  # re-exported for the gateway tests
 
 ELIGIBLE = {"authenticated": True, "consent": {"ai_assist": True}, "region": "GB"}
 CONTEXT = {"product_id": "P-100", "account_status": "active"}
@@ -52,51 +53,3 @@ DELETE_ACCOUNT = {
     "type": "function",
     "function": {"name": "delete_account", "parameters": {"type": "object", "properties": {}}},
 }
-
-
-async def asgi_call(
-    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
-) -> tuple[int, dict[str, bytes], bytes, bool]:
-    """One HTTP request straight into an ASGI app, as uvicorn hands it over (the client
-    never disconnects): ``(status, response headers, body, whether the app raised)``."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # a disconnect never comes
-        raise AssertionError
-
-    status, response_headers, chunks = 0, {}, []
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, response_headers
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            response_headers = {k.decode(): v for k, v in message["headers"]}
-        else:
-            chunks.append(message.get("body", b""))
-
-    raised = False
-    try:
-        await app(scope, receive, send)
-    except Exception:
-        raised = True
-    return status, response_headers, b"".join(chunks), raised
