@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.errors import Conflict, Unavailable
 
 __all__ = [
     "Activation",
     "ControlState",
     "DraftStore",
+    "LineageBatch",
     "LineageQueries",
     "RecordIndex",
     "RecordQuery",
@@ -37,6 +40,7 @@ __all__ = [
     "SwitchStore",
     "VersionConflict",
     "WriterRow",
+    "lineage_rows",
 ]
 
 
@@ -66,6 +70,28 @@ class RecordEnd:
     lineage_id: str
     ended: str  # completed | refused | failed | interrupted
     decision: str | None
+
+
+#: what the lineage writer hands a store: per record, its events, its index row when the
+#: record starts in this batch, its end when it ends in it
+LineageBatch = Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]]
+
+
+def lineage_rows(batch: LineageBatch) -> tuple[list[Any], list[Any], list[Any]]:
+    """A batch as the parameter rows of its three statements, in either dialect's column
+    order: event inserts (the event as JSON text), record inserts, record ends."""
+    events = [
+        (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
+        for events, _, _ in batch
+        for e in events
+    ]
+    begins = [
+        (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
+        for _, b, _ in batch
+        if b is not None
+    ]
+    ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
+    return events, begins, ends
 
 
 @dataclass(frozen=True)

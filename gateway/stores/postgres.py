@@ -27,6 +27,7 @@ from gateway.stores.base import (
     StateUnavailable,
     StoredBundle,
     VersionConflict,
+    lineage_rows,
 )
 from gateway.stores.migrations import MIGRATIONS
 from gateway.stores.postgres_drafts import PostgresDrafts
@@ -142,17 +143,7 @@ class PostgresStore(
         batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
     ) -> None:
         """Several records' events in ONE transaction (the lineage writer's group commit)."""
-        rows = [
-            (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
-            for events, _, _ in batch
-            for e in events
-        ]
-        begins = [
-            (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
-            for _, b, _ in batch
-            if b is not None
-        ]
-        ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
+        rows, begins, ends = lineage_rows(batch)
         async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO lineage_events (chain, seq, lineage_id, type, at, event)"

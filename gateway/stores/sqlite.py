@@ -43,6 +43,7 @@ from gateway.stores.base import (
     StateUnavailable,
     StoredBundle,
     VersionConflict,
+    lineage_rows,
 )
 from gateway.stores.migrations import MIGRATIONS
 from gateway.stores.sqlite_drafts import SqliteDrafts
@@ -63,24 +64,6 @@ BUSY_TIMEOUT_MS = 10_000
 #: a lineage append's waits between tries for the write lock: the first try again at the
 #: loop's next turn, then doubling up to the last (seconds)
 RETRY_DELAYS_S = (0.0, 0.0005, 0.001, 0.002, 0.004, 0.008)
-
-
-def _rows(
-    batch: Sequence[tuple[Sequence[dict[str, Any]], RecordIndex | None, RecordEnd | None]],
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """A lineage batch as the rows of its three statements: events, new records, ends."""
-    events = [
-        (e["chain"], e["seq"], e["lineage_id"], e["type"], e["at"], orjson.dumps(e).decode())
-        for events, _, _ in batch
-        for e in events
-    ]
-    begins = [
-        (b.lineage_id, b.client, b.case_id, b.customer_hash, b.use_case, b.started_ms, b.chain)
-        for _, b, _ in batch
-        if b is not None
-    ]
-    ends = [(e.ended, e.decision, e.lineage_id) for _, _, e in batch if e is not None]
-    return events, begins, ends
 
 
 class _Checkpointer:
@@ -203,7 +186,7 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
         While another process holds the write lock, tries again from the event loop
         (`RETRY_DELAYS_S`) for up to `BUSY_TIMEOUT_MS`, instead of SQLite's busy handler
         sleeping with the loop blocked. The rows are encoded once for all tries."""
-        rows = _rows(batch)
+        rows = lineage_rows(batch)
         deadline = 0.0
         tries = 0
         while not self._try_append(*rows):
@@ -225,7 +208,7 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
         """`append_batch` without awaiting: nothing can run while it commits.
 
         False, with nothing written, when another process holds the write lock now."""
-        return self._try_append(*_rows(batch))
+        return self._try_append(*lineage_rows(batch))
 
     def _try_append(self, events: list[Any], begins: list[Any], ends: list[Any]) -> bool:
         db = self.db
