@@ -11,7 +11,7 @@ not serve (answered with an OpenAI-shaped 404 ``not_supported``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -107,6 +107,13 @@ class EventStream(Response):
                 await aclose()  # a no-op once it ended; else its cleanup runs now
 
 
+def plain_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """A request's headers as a plain dict (ASGI names are lower case), the first of a
+    repeated name winning as in Starlette's ``Headers``: one pass, where each lookup
+    in ``Headers`` scans the list (and a missing name raises and catches a KeyError)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -133,7 +140,8 @@ async def chat_completions(request: Request) -> Response:
         "POST /v1/chat/completions", request.scope["headers"], {"http.request.method": "POST"}
     )
     request.scope["casegate.span"] = span
-    client = rt.directory.client_for(request.headers.get("authorization"))
+    headers = plain_headers(request.scope["headers"])
+    client = rt.directory.client_for(headers.get("authorization"))
     span.set(attr.CASEGATE_CLIENT, client.name)
     body_error: RequestTooLarge | None = None
     try:
@@ -144,7 +152,7 @@ async def chat_completions(request: Request) -> Response:
         rt,
         client,
         raw,
-        request.headers,
+        headers,
         request_id=request_id,
         span=span,
         started_mono=request.scope.get("casegate.t0"),

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -140,6 +141,15 @@ class _Pending:
     done: asyncio.Future[None]
 
 
+def _written(rec: LineageRecord, ended: bool, pending: asyncio.Future[Any]) -> None:
+    """A queued start (or end) of `rec` landed: mark it written."""
+    if pending.cancelled() or pending.exception() is not None:
+        return
+    rec.started_written = True
+    if ended:
+        rec.finished_written = True
+
+
 def _copy_error(exc: BaseException) -> BaseException:
     """Each waiting caller gets its own exception object (one object raised in several
     tasks would chain their tracebacks together)."""
@@ -156,6 +166,8 @@ class LineageWriter:
         self.chain_id = chain or f"chain_{uuid.uuid4().hex[:16]}"
         self._chain = ChainWriter(self.chain_id)
         self._lock = asyncio.Lock()
+        #: tasks in `_append` (holding the lock or waiting for it)
+        self._users = 0
         #: a write failed: whether it committed is unknown (a cancellation can land after
         #: COMMIT), so the next write first re-reads this chain's head from the store
         self._resync = False
@@ -180,7 +192,30 @@ class LineageWriter:
 
         Group commit: the events of every call that arrives while a commit is being
         prepared go into the same transaction, so at concurrency one commit serves
-        several calls; each caller still returns only after COMMIT.
+        several calls; each caller still returns only after COMMIT. See `_submit` for
+        the write that commits at once.
+        """
+        self._users += 1
+        try:
+            async with self._lock:
+                await self._resync_if_needed()
+                events, done = self._submit(items, begin, end)
+        finally:
+            self._users -= 1
+        if done is not None:
+            # the commit runs in the flusher task: a cancelled caller cannot interrupt it
+            await asyncio.shield(done)
+        return events
+
+    def _submit(
+        self,
+        items: Sequence[tuple[str, str, dict[str, Any]]],
+        begin: RecordIndex | None,
+        end: RecordEnd | None,
+    ) -> tuple[list[dict[str, Any]], asyncio.Future[None] | None]:
+        """Build the events and either commit them now (no future) or queue them for
+        the flusher (the future it resolves). The caller holds the lock, or knows that
+        nobody holds or awaits it, and the chain needs no resync.
 
         A caller that is `alone`, with nothing queued or being committed, commits at
         once when the store can do so without awaiting (SQLite; unless another process
@@ -189,38 +224,48 @@ class LineageWriter:
         lineage time at concurrency one. Nothing can interleave with a commit that
         does not await, and a failure is handled as the flusher handles one.
         """
+        at = now_ms()
+        events = [self._chain.next_event(t, lid, data, at_ms=at) for t, lid, data in items]
+        commit_now = self._commit_now
+        if (
+            commit_now is not None
+            and self._flusher is None
+            and not self._pending
+            and self.alone is not None
+            and self.alone()
+        ):
+            t0 = time.perf_counter()
+            try:
+                committed = commit_now([(events, begin, end)])
+            except BaseException:
+                self._resync = True  # whether it committed is unknown: re-read the head
+                self._report(time.perf_counter() - t0, False, 1)
+                raise
+            if committed:
+                self._report(time.perf_counter() - t0, True, 1)
+                return events, None
+            # another process holds the write lock: nothing was written, the flusher
+            # waits for it without blocking the loop
         loop = asyncio.get_running_loop()
-        async with self._lock:
-            await self._resync_if_needed()
-            at = now_ms()
-            events = [self._chain.next_event(t, lid, data, at_ms=at) for t, lid, data in items]
-            commit_now = self._commit_now
-            if (
-                commit_now is not None
-                and self._flusher is None
-                and not self._pending
-                and self.alone is not None
-                and self.alone()
-            ):
-                t0 = time.perf_counter()
-                try:
-                    committed = commit_now([(events, begin, end)])
-                except BaseException:
-                    self._resync = True  # whether it committed is unknown: re-read the head
-                    self._report(time.perf_counter() - t0, False, 1)
-                    raise
-                if committed:
-                    self._report(time.perf_counter() - t0, True, 1)
-                    return events
-                # another process holds the write lock: nothing was written, the flusher
-                # waits for it without blocking the loop
-            done: asyncio.Future[None] = loop.create_future()
-            self._pending.append(_Pending(events, begin, end, done))
-            if self._flusher is None:
-                self._flusher = loop.create_task(self._flush())
-        # the commit runs in the flusher task: a cancelled caller cannot interrupt it
-        await asyncio.shield(done)
-        return events
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append(_Pending(events, begin, end, done))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return events, done
+
+    def _append_nowait(
+        self,
+        items: Sequence[tuple[str, str, dict[str, Any]]],
+        begin: RecordIndex | None,
+        end: RecordEnd | None,
+    ) -> asyncio.Future[Any] | None:
+        """`_append` without a coroutine when it can run to its end at once: None once
+        the events are durable, else the future to await (shielded) for it. A failed
+        commit raises here, as `_append` would."""
+        if self._users or self._resync:
+            # someone holds or awaits the lock, or the head must be re-read: queue up
+            return asyncio.ensure_future(self._append(items, begin=begin, end=end))
+        return self._submit(items, begin, end)[1]
 
     async def _flush(self) -> None:
         try:
@@ -279,26 +324,40 @@ class LineageWriter:
         )
 
     async def start(self, rec: LineageRecord) -> None:
-        await self._append(
-            [("request.started", rec.lineage_id, rec.start_data())], begin=self._index(rec)
-        )
+        items = [("request.started", rec.lineage_id, rec.start_data())]
+        if self._users or self._resync:
+            await self._append(items, begin=self._index(rec))
+        else:
+            # nobody holds or awaits the lock: no coroutine needed to take it
+            done = self._submit(items, self._index(rec), None)[1]
+            if done is not None:
+                await asyncio.shield(done)
         rec.started_written = True
 
     async def finish(self, rec: LineageRecord) -> None:
+        pending = self.finish_nowait(rec)
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def finish_nowait(self, rec: LineageRecord) -> asyncio.Future[Any] | None:
+        """Write the end event (and the start, if it was not written): None once it is
+        durable, else the future to await. A record is ended once."""
         if rec.finished_written:
-            return
+            return None
         items: list[tuple[str, str, dict[str, Any]]] = []
         begin = None
         if not rec.started_written:
             items.append(("request.started", rec.lineage_id, rec.start_data()))
             begin = self._index(rec)
         items.append(("request.ended", rec.lineage_id, rec.end_data()))
-        await self._append(
-            items,
-            begin=begin,
-            end=RecordEnd(rec.lineage_id, rec.end or "failed", rec.decision),
+        pending = self._append_nowait(
+            items, begin, RecordEnd(rec.lineage_id, rec.end or "failed", rec.decision)
         )
-        rec.started_written = rec.finished_written = True
+        if pending is None:
+            rec.started_written = rec.finished_written = True
+        else:
+            pending.add_done_callback(partial(_written, rec, True))
+        return pending
 
     async def committed_head(self) -> tuple[int, str]:
         """``(seq, hash)`` of this chain's last durable event (never a write in flight)."""

@@ -181,24 +181,27 @@ async def _finish_lineage(rt: Runtime, call: Call) -> None:
     _later(call, partial(_observe_end, rt, call))
     if call.observed is not None:
         observe_call(call.observed, call.rec, call.chat, call.gov, rt.switches())
-    task = asyncio.ensure_future(rt.lineage.finish(call.rec))
-    current_drain().track(task)  # a shutting-down worker waits for it before closing
-    try:
-        await asyncio.shield(task)
-        if call.provider_s is not None and not call.rec.stream:
-            # request time from the ASGI entry to the durable end event, minus the provider
-            _observe_overhead(rt, call, call.provider_s)
-    except asyncio.CancelledError:
-        # Let the write land before the cancellation goes on. A bare `await task` is
-        # not enough: anyio (Starlette's disconnect handling) cancels again at every
-        # await, which would cancel the write mid-commit and leave the chain's head
-        # behind the store (every later event then collides on its seq).
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: the record is the recovery's job now
-        raise
+    # Committed at once when the writer is alone (no coroutine, nothing to cancel);
+    # else the write to wait for, which a cancelled request must not interrupt.
+    pending = rt.lineage.finish_nowait(call.rec)
+    if pending is not None:
+        current_drain().track(pending)  # a shutting-down worker waits for it before closing
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            # Let the write land before the cancellation goes on. A bare `await` is
+            # not enough: anyio (Starlette's disconnect handling) cancels again at every
+            # await, which would cancel the write mid-commit and leave the chain's head
+            # behind the store (every later event then collides on its seq).
+            while not pending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(pending)
+            if not pending.cancelled():
+                pending.exception()  # retrieved: the record is the recovery's job now
+            raise
+    if call.provider_s is not None and not call.rec.stream:
+        # request time from the ASGI entry to the durable end event, minus the provider
+        _observe_overhead(rt, call, call.provider_s)
 
 
 async def run_chat(

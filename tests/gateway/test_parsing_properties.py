@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.datastructures import Headers
 
+from gateway.api import plain_headers
 from gateway.errors import InvalidRequest
 from gateway.models import parse_chat_request, read_governance
 from gateway.stages.payload import scrub_payload, validate_messages
@@ -76,6 +78,27 @@ def test_any_headers_read_or_are_a_400_naming_the_header(hdrs: dict[str, str]) -
         assert exc.param and exc.param.lower().startswith("x-casegate-")
         return
     assert gov.use_case == hdrs["x-casegate-use-case"]
+
+
+_NAMES = ["authorization", "x-casegate-use-case", "x-casegate-case-id", "traceparent"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_NAMES).map(str.encode),
+            st.binary(max_size=12).filter(lambda b: b"\r" not in b and b"\n" not in b),
+        ),
+        max_size=8,
+    )
+)
+def test_the_chat_header_dict_answers_as_starlettes_headers(raw: list[tuple[bytes, bytes]]) -> None:
+    """The chat path reads its headers from one dict: a repeated name gives its first
+    value and every value decodes as Latin-1, exactly as Starlette's `Headers` does."""
+    plain = plain_headers(raw)
+    theirs = Headers(raw=raw)
+    for name in [*_NAMES, "x-casegate-queue"]:
+        assert plain.get(name) == theirs.get(name)
 
 
 @st.composite
