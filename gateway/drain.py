@@ -25,12 +25,11 @@ end events still being written before the state store closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
-from types import FrameType
+from collections.abc import Callable, Mapping
+from types import FrameType, TracebackType
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -117,20 +116,9 @@ class Drain:
     def unwatch(self, timer: asyncio.Timeout) -> None:
         self._scopes.discard(timer)
 
-    @contextlib.asynccontextmanager
-    async def bounded(self, timeout_s: float | None = None) -> AsyncIterator[None]:
+    def bounded(self, timeout_s: float | None = None) -> _Bounded:
         """``asyncio.timeout(timeout_s)`` that also expires at the cut (then 503)."""
-        self.check()
-        try:
-            async with asyncio.timeout(timeout_s) as timer:
-                self.watch(timer)
-                try:
-                    yield
-                finally:
-                    self.unwatch(timer)
-        except TimeoutError:
-            self.check()
-            raise
+        return _Bounded(self, timeout_s)
 
     def track(self, write: asyncio.Future[Any]) -> None:
         """A lineage write that the lifespan shutdown must wait for."""
@@ -142,6 +130,42 @@ class Drain:
         pending = set(self._writes)
         if pending:
             await asyncio.wait(pending, timeout=timeout_s)
+
+
+class _Bounded:
+    """`Drain.bounded`'s context: a class, as an ``asynccontextmanager`` generator costs
+    a provider call a few microseconds more."""
+
+    __slots__ = ("_drain", "_timeout_s", "_timer")
+
+    def __init__(self, drain: Drain, timeout_s: float | None) -> None:
+        self._drain = drain
+        self._timeout_s = timeout_s
+        self._timer: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        self._drain.check()
+        timer = asyncio.timeout(self._timeout_s)
+        await timer.__aenter__()
+        self._timer = timer
+        self._drain.watch(timer)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        timer = self._timer
+        assert timer is not None
+        self._drain.unwatch(timer)
+        try:
+            await timer.__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            self._drain.check()  # fired at the cut: the 503 instead
+            raise
+        if exc_type is not None and issubclass(exc_type, TimeoutError):
+            self._drain.check()
 
 
 _CURRENT = Drain()
