@@ -62,7 +62,7 @@ from policies import (
     facts_from_customer,
 )
 from redaction import RedactionError, Vault, minimise, strip_invisible
-from tracing import ServerSpan
+from tracing import AttemptSpan, ServerSpan
 from tracing import attributes as attr
 
 __all__ = ["After", "ChatResult", "run_after", "run_chat"]
@@ -313,8 +313,10 @@ async def run_chat(
     finally:
         if not (answered or streaming_handed_off):
             _now(call)  # an error answer: nothing is sent after it
-        # a stream's: as known before its first byte
-        _later(call, partial(_apply_span, span, _span_attrs(call), _span_events(call)))
+        if answered:  # nothing changes the call once its answer is built: read it later
+            _later(call, partial(_apply_call_span, span, call))
+        else:  # an error's, or a stream's as known before its first byte
+            _later(call, partial(_apply_span, span, _span_attrs(call), _span_events(call)))
         try:
             if not streaming_handed_off:
                 await _settle_budget(rt, call)
@@ -751,6 +753,10 @@ def _apply_span(
         span.event(name, event_attrs)
 
 
+def _apply_call_span(span: ServerSpan, call: Call) -> None:
+    _apply_span(span, _span_attrs(call), _span_events(call))
+
+
 def _observe_end(rt: Runtime, call: Call) -> None:
     """Metrics of a finished call (counters; non-stream overhead; a stream's operation)."""
     rec = call.rec
@@ -795,18 +801,32 @@ class _AttemptObserver:
         self.rt, self.dep, self.call = rt, dep, call
         self.stream = bool(call.rec.stream)
         self.started = time.monotonic()
+        self.started_ns = time.time_ns()
+        self.attempt = attempt
+        self.parent = span
         self.ttfc_s: float | None = None
         self.response_model: str | None = None
-        self.span = rt.telemetry.attempt_span(
-            span,
-            request_model=dep.wire_model,
-            provider=dep.provider,
-            server_address=dep.server_address,
-            server_port=dep.server_port,
-            stream=self.stream,
-            attempt=attempt,
-            deployment=dep.model,
-        )
+        self._span: AttemptSpan | None = None
+
+    @property
+    def span(self) -> AttemptSpan:
+        """The attempt's CLIENT span, started when it is first needed (for an attempt
+        that succeeded, after the answer) and dated from the attempt's start. Nothing
+        propagates its context upstream, so nothing needs it sooner."""
+        if self._span is None:
+            dep = self.dep
+            self._span = self.rt.telemetry.attempt_span(
+                self.parent,
+                request_model=dep.wire_model,
+                provider=dep.provider,
+                server_address=dep.server_address,
+                server_port=dep.server_port,
+                stream=self.stream,
+                attempt=self.attempt,
+                deployment=dep.model,
+                start_ns=self.started_ns,
+            )
+        return self._span
 
     def _metrics(
         self,

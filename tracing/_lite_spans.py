@@ -284,12 +284,15 @@ class LiteTracer:
         context: Context,
         kind: SpanKind,
         attributes: types.Attributes,
+        start_time: int | None = None,
     ) -> SpanLike:
         tracer = self.tracer
         if self._supported():
             assert isinstance(tracer, Tracer)
-            return start_span(tracer, name, context, kind, attributes)
-        return tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+            return start_span(tracer, name, context, kind, attributes, start_time)
+        return tracer.start_span(
+            name, context=context, kind=kind, attributes=attributes, start_time=start_time
+        )
 
 
 def start_span(
@@ -298,9 +301,10 @@ def start_span(
     context: Context,
     kind: SpanKind,
     attributes: types.Attributes,
+    start_time: int | None = None,
 ) -> SpanLike:
-    """``tracer.start_span(name, context=context, kind=kind, attributes=attributes)``
-    for a tracer :class:`LiteTracer` accepts."""
+    """``tracer.start_span(name, context=context, kind=kind, attributes=attributes,
+    start_time=start_time)`` for a tracer :class:`LiteTracer` accepts."""
     parent_span_context = _current_span_context(context)
     if parent_span_context is not None and not isinstance(parent_span_context, SpanContext):
         raise TypeError("parent_span_context must be a SpanContext or None.")
@@ -369,7 +373,9 @@ def start_span(
     )
     if decision is not _RECORD_AND_SAMPLE and decision is not _RECORD_ONLY:
         return NonRecordingSpan(context=span_context)  # Decision.is_recording() is false
-    return LiteSpan(tracer, name, span_context, parent, kind, span_attributes, end_metrics)
+    return LiteSpan(
+        tracer, name, span_context, parent, kind, span_attributes, end_metrics, start_time
+    )
 
 
 def _current_span_context(context: Context) -> SpanContext | None:
@@ -443,6 +449,7 @@ class LiteSpan:
         kind: SpanKind,
         attributes: types.Attributes,
         end_metrics: Callable[[], None] | None,
+        start_time: int | None = None,
     ) -> None:
         self._tracer = tracer
         self._limits = tracer._span_limits
@@ -459,7 +466,9 @@ class LiteSpan:
         self._status = _UNSET_STATUS
         self._end_metrics = end_metrics
         self._end_time: int | None = None
-        self._start_time: int = sdk_trace.time_ns()  # type: ignore[attr-defined]
+        self._start_time: int = (
+            sdk_trace.time_ns() if start_time is None else start_time  # type: ignore[attr-defined]
+        )
 
     def get_span_context(self) -> SpanContext:
         return self._context

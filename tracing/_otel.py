@@ -368,12 +368,15 @@ class OtelTelemetry(Telemetry):
         context: Context,
         kind: SpanKind,
         attributes: Mapping[str, AttrValue] | None,
+        start_time: int | None = None,
     ) -> SpanLike:
         lite = self._lite
         if lite is not None:
-            return lite.start(name, context, kind, attributes)
+            return lite.start(name, context, kind, attributes, start_time)
         assert self._tracer is not None
-        return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+        return self._tracer.start_span(
+            name, context=context, kind=kind, attributes=attributes, start_time=start_time
+        )
 
     def server_span(
         self,
@@ -398,6 +401,7 @@ class OtelTelemetry(Telemetry):
         stream: bool,
         attempt: int,
         deployment: str,
+        start_ns: int | None = None,
     ) -> AttemptSpan:
         if self._tracer is None:
             return NOOP_ATTEMPT_SPAN
@@ -418,6 +422,7 @@ class OtelTelemetry(Telemetry):
             _parent_context(parent),
             SpanKind.CLIENT,
             attrs,
+            start_ns,
         )
         return OtelAttemptSpan(span)
 

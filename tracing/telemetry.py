@@ -168,8 +168,10 @@ class Telemetry:
         stream: bool,
         attempt: int,
         deployment: str,
+        start_ns: int | None = None,
     ) -> AttemptSpan:
-        """Start a CLIENT span ``chat {request_model}`` under ``parent``."""
+        """Start a CLIENT span ``chat {request_model}`` under ``parent``; ``start_ns``
+        (``time.time_ns()``) dates it when it is started after the attempt began."""
         return NOOP_ATTEMPT_SPAN
 
     def step_span(self, parent: ServerSpan, name: str) -> StepSpan:
