@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,8 +34,9 @@ __all__ = ["LineageRecord", "LineageWriter", "new_lineage_id"]
 
 
 def new_lineage_id() -> str:
-    # time-ordered prefix (ms) so ids sort roughly by start, then randomness
-    return f"lin_{int(time.time() * 1000):012x}{uuid.uuid4().hex[:16]}"
+    # time-ordered prefix (ms) so ids sort roughly by start, then 64 random bits
+    # (os.urandom: a uuid4 object only to take half its hex cost several times as much)
+    return f"lin_{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
 
 
 def now_ms() -> int:
