@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,34 @@ def test_a_write_gives_up_when_the_lock_is_never_released(
     events = asyncio.run(run())
     assert [(e["seq"], e["type"]) for e in events] == [(1, "test.after")]
     assert verify_chains(events).ok
+
+
+def test_other_writes_still_wait_for_another_process_lock(tmp_path: Path) -> None:
+    """Only lineage appends ask for the lock without waiting (on a connection of their
+    own): every other write still waits in SQLite's busy handler for another process's
+    commit to end, rather than failing with "database is locked"."""
+
+    async def run() -> tuple[bool, float]:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        await store.migrate()
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process's commit in progress
+        loop = asyncio.get_running_loop()
+        # released from a thread: the save below holds the loop while it waits
+        releaser = loop.run_in_executor(None, _release_after, other, 0.3)
+        t0 = loop.time()
+        saved = await store.save_vault("case-k", b"blob", expected_version=None, expires_ms=1)
+        waited = loop.time() - t0
+        await releaser
+        await store.close()
+        return saved, waited
+
+    saved, waited = asyncio.run(run())
+    assert saved and waited >= 0.25
+
+
+def _release_after(conn: sqlite3.Connection, seconds: float) -> None:
+    time.sleep(seconds)
+    conn.execute("COMMIT")
+    conn.close()
