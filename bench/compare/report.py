@@ -277,7 +277,12 @@ def render(
         f"{args.duration:g} s per row (warm-up {args.warmup:g} s), medians · messages "
         f"{body_len} B, 1 request in 4 offers 3 tools · LiteLLM "
         f"{litellm_version or 'not measured'} · OTLP sink received {sink or 'nothing'} · "
-        f"run took {elapsed_s:.0f} s",
+        f"run took {elapsed_s:.0f} s"
+        + (
+            f" · casegate-base: the casegate target at {args.baseline}"
+            if getattr(args, "baseline", None)
+            else ""
+        ),
         "",
         "## Non-streaming",
         "",

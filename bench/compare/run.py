@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,6 +246,33 @@ def drop_idle(text: str) -> str:
     return "\n".join(kept)
 
 
+@contextlib.contextmanager
+def checkout(ref: str, path: Path) -> Iterator[Path]:
+    """A detached git worktree of `ref` at `path` (the baseline's code), removed after."""
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    sha = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"casegate-base: {ref} ({sha}) from {path}", file=sys.stderr)
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1 repetition of 1 s runs (~2 min)")
@@ -261,6 +288,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="py-spy Casegate at c=8; print the top")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, state)")
+    p.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the casegate target at git REF as casegate-base (a before/after "
+        "measured in the same run)",
+    )
     args = p.parse_args(argv)
     quick = args.quick
     args.reps = max(1, args.reps or (1 if quick else 3))
@@ -300,7 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 new_schema = stack.enter_context(pg_schemas())
             stack.callback(procs.stop_all)  # servers stop before their schemas are dropped
             ports = Ports(stub=free_port(), sink=free_port())
-            targets = build(tmp, procs, ports, new_schema, litellm=ll_version is not None)
+            baseline = None
+            if args.baseline:
+                baseline = stack.enter_context(checkout(args.baseline, tmp / "baseline"))
+            targets = build(
+                tmp, procs, ports, new_schema, litellm=ll_version is not None, baseline=baseline
+            )
             if args.only:
                 keep = {"direct", *args.only.split(",")}
                 targets = [t for t in targets if t.name in keep]

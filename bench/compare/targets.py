@@ -238,8 +238,11 @@ def build(
     new_schema: Callable[[], str] | None,
     *,
     litellm: bool,
+    baseline: Path | None = None,
 ) -> list[Target]:
-    """Every target, not yet started (``stub`` first: the others call it)."""
+    """Every target, not yet started (``stub`` first: the others call it). With
+    `baseline` (a checkout of another commit), also ``casegate-base``: the
+    ``casegate`` target run from that checkout's packages."""
     secret_env = {
         "BENCH_UPSTREAM_KEY": "sk-bench-" + secrets.token_urlsafe(16),
         "BENCH_KEY": "cg-bench-" + secrets.token_urlsafe(24),
@@ -278,7 +281,7 @@ def build(
         return Server("litellm-proxy", proc, port, log)
 
     def casegate_launcher(
-        name: str, *, workers: int, otlp: bool, pg: bool
+        name: str, *, workers: int, otlp: bool, pg: bool, source: Path | None = None
     ) -> Callable[..., Server]:
         def launch(wd: Path) -> Server:
             # A fresh state per start: a cold start includes migrations (and, on SQLite, keys).
@@ -291,6 +294,8 @@ def build(
             args = [PY, "-m", "gateway.cli", "serve", "--config", str(cfg), "--port", str(port)]
             args += ["--workers", str(workers)]
             env = base_env() | secret_env
+            if source is not None:  # its packages before the installed (editable) ones
+                env["PYTHONPATH"] = str(source)
             if otlp:
                 env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports.sink}"}
                 env |= OTLP_ENV
@@ -347,6 +352,17 @@ def build(
             otlp=True,
         ),
     ]
+    if baseline is not None:
+        targets.append(
+            Target(
+                "casegate-base",
+                cg("casegate-base", workers=1, otlp=True, pg=False, source=baseline),
+                cg_headers,
+                casegate_variants(),
+                casegate=True,
+                otlp=True,
+            )
+        )
     if new_schema is not None:
         targets.append(
             Target(
