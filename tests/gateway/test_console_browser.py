@@ -213,7 +213,8 @@ def test_case_lineage_and_scorecard(browser: Any, console: ConsoleGateway) -> No
     page.goto(console.url + "/console/scorecard")
     assert page.locator("svg.chart").count() >= 6
     weekly = page.locator('table.weekly tr[data-figure="calls"] td')
-    assert int(weekly.last.inner_text().replace(",", "")) >= 4
+    # this test's three calls, and any the module's other tests made before it
+    assert int(weekly.last.inner_text().replace(",", "")) >= 3
     assert "billing" in page.inner_text("#by-queue")
     assert "premium" in page.inner_text("#by-segment")
     shot(page, "scorecard")
