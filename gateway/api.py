@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -114,18 +114,33 @@ def plain_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(
+    request: Request, limit: int, headers: Mapping[str, str] | None = None
+) -> bytes:
+    """The body, 413 past `limit` bytes (declared or read): read from the ASGI
+    ``http.request`` messages directly, as ``Request.stream()`` reads them but without
+    its async generator (a tenth of the chat path's reading and parsing). A client
+    that goes first raises Starlette's ``ClientDisconnect``, as there."""
+    declared = (request.headers if headers is None else headers).get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than {limit} bytes")
+    receive = request.receive
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"The request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise RequestTooLarge(f"The request body is larger than {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def runtime(request: Request) -> Runtime:
@@ -145,7 +160,7 @@ async def chat_completions(request: Request) -> Response:
     span.set(attr.CASEGATE_CLIENT, client.name)
     body_error: RequestTooLarge | None = None
     try:
-        raw = await read_body(request, rt.settings.limits.max_body_bytes)
+        raw = await read_body(request, rt.settings.limits.max_body_bytes, headers)
     except RequestTooLarge as exc:
         raw, body_error = b"", exc  # refused in the pipeline, so the call has its record
     result = await run_chat(
