@@ -103,6 +103,24 @@ class _Checkpointer:
         self._db.close()
 
 
+def connect_for_appends(path: Path) -> sqlite3.Connection:
+    """The lineage appends' connection: set up waiting for locks as the main connection
+    does (``PRAGMA synchronous`` reads the schema, and would fail at once with
+    "database is locked" while another worker holds the database, as when it switches
+    a new file to WAL), and only then told never to wait."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA synchronous = NORMAL")  # per connection: as durable as the main
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        db.execute("PRAGMA busy_timeout = 0")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, SqliteOps):
     kind = "sqlite"
 
@@ -128,11 +146,7 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
             db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-            lineage_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            lineage_db.execute("PRAGMA busy_timeout = 0")
-            lineage_db.execute("PRAGMA synchronous = NORMAL")  # per connection: as durable
-            lineage_db.execute("PRAGMA foreign_keys = ON")
-            lineage_db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            lineage_db = connect_for_appends(self.path)
             checkpointer = _Checkpointer(self.path)
         except sqlite3.Error as exc:
             raise StateUnavailable(f"The SQLite state store cannot be opened: {exc}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,27 @@ def _release_after(conn: sqlite3.Connection, seconds: float) -> None:
     time.sleep(seconds)
     conn.execute("COMMIT")
     conn.close()
+
+
+def test_the_append_connection_opens_while_another_worker_holds_the_database(
+    tmp_path: Path,
+) -> None:
+    """A worker that starts while another holds the database (a fresh file being switched
+    to WAL takes it whole) waits for it, as its main connection does: it used to fail at
+    once ("database is locked"), and the server stopped with that worker's start."""
+    path = tmp_path / "s.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN EXCLUSIVE")
+    released = threading.Thread(target=_release_after, args=(other, 0.3))
+    released.start()
+    t0 = time.monotonic()
+    db = sqlite_store.connect_for_appends(path)
+    waited = time.monotonic() - t0
+    released.join()
+    try:
+        assert waited >= 0.25
+        assert db.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        assert db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    finally:
+        db.close()
