@@ -193,8 +193,18 @@ def creds() -> Credentials:
     return Credentials()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item (``rep_call``): fixtures read it."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def start_gateway(tmp_path: Path, creds: Credentials) -> Iterator[Callable[..., GatewayProcess]]:
+def start_gateway(
+    request: pytest.FixtureRequest, tmp_path: Path, creds: Credentials
+) -> Iterator[Callable[..., GatewayProcess]]:
     started: list[GatewayProcess] = []
 
     def start(config: dict[str, Any] | None, *, name: str = "gw", **kwargs: Any) -> GatewayProcess:
@@ -206,3 +216,8 @@ def start_gateway(tmp_path: Path, creds: Credentials) -> Iterator[Callable[..., 
     yield start
     for gw in started:
         gw.stop()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        # the gateways' own logs (worker starts, restarts, tracebacks) with the failure
+        for gw in started:
+            print(f"--- {gw.log_path} (last 20,000 characters) ---\n{gw.log()[-20_000:]}")
