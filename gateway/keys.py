@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,19 +133,38 @@ def _generate_file(path: Path) -> dict[str, str]:
         "signing_key": b64url(secrets.token_bytes(32)),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
+    # A temp file of this process's own (mode 0600), written and synced whole, then
+    # linked into place: the link fails if another worker's file is already there, and
+    # then that one is kept. A temp name shared between workers let one worker truncate
+    # and rewrite the file another had just linked and read: two workers, two sets of
+    # keys.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        # O_EXCL semantics: if another worker won the race, keep its file.
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        else:
+            _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     loaded: dict[str, str] = json.loads(path.read_text())
     return loaded
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new directory entry durable (the key file must outlive a crash as the
+    data it encrypts does)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_keys(settings: Settings, environ: Mapping[str, str], *, source: str) -> KeyMaterial:
