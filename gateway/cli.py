@@ -40,18 +40,10 @@ def _demo_credentials(workdir: Path, environ: MutableMapping[str, str]) -> Path:
             "CASEGATE_DEMO_CLIENT_KEY": "cg-demo-client-" + secrets.token_urlsafe(24),
             "CASEGATE_DEMO_OPERATOR_TOKEN": "cg-demo-operator-" + secrets.token_urlsafe(24),
         }
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("# Casegate embedded default: demo credentials (keep private)\n")
-            for k, v in values.items():
-                fh.write(f"{k}={v}\n")
-        try:
-            os.link(tmp, path)  # another worker may have won the race: keep its file
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
+        from gateway.keys import write_once
+
+        text = "# Casegate embedded default: demo credentials (keep private)\n"
+        write_once(path, text + "".join(f"{k}={v}\n" for k, v in values.items()))
     for line in path.read_text().splitlines():
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")

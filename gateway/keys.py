@@ -132,17 +132,25 @@ def _generate_file(path: Path) -> dict[str, str]:
         "data_key": b64url(secrets.token_bytes(32)),
         "signing_key": b64url(secrets.token_bytes(32)),
     }
+    write_once(path, json.dumps(data, indent=2))
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+def write_once(path: Path, text: str) -> None:
+    """Create `path` (mode 0600) holding `text`, unless it exists: then it is kept.
+
+    Several workers (or commands) may start at once on a fresh directory. Each writes a
+    temp file of its own, syncs it, and links it into place; the link fails if another's
+    file is already there. A temp name shared between them let one truncate and rewrite
+    the file another had just linked and read: two workers, two sets of keys.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file of this process's own (mode 0600), written and synced whole, then
-    # linked into place: the link fails if another worker's file is already there, and
-    # then that one is kept. A temp name shared between workers let one worker truncate
-    # and rewrite the file another had just linked and read: two workers, two sets of
-    # keys.
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         try:
@@ -153,8 +161,6 @@ def _generate_file(path: Path) -> dict[str, str]:
             _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    loaded: dict[str, str] = json.loads(path.read_text())
-    return loaded
 
 
 def _fsync_dir(directory: Path) -> None:
