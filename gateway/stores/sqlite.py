@@ -103,6 +103,25 @@ class _Checkpointer:
         self._db.close()
 
 
+def use_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, trying again for up to `BUSY_TIMEOUT_MS` while it is
+    busy. Two workers switching a new file at once each hold a read lock and want the
+    whole file: SQLite answers one of them "database is locked" at once, without its
+    busy handler (waiting could never end), which failed that worker's start and so
+    stopped the server (two processes at once: 31 starts in 100)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)  # (at start, before the worker serves anything)
+        delay = min(delay * 2, 0.05)
+
+
 def connect_for_appends(path: Path) -> sqlite3.Connection:
     """The lineage appends' connection: set up waiting for locks as the main connection
     does (``PRAGMA synchronous`` reads the schema, and would fail at once with
@@ -142,7 +161,7 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
             db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
