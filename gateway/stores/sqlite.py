@@ -122,17 +122,30 @@ def use_wal(db: sqlite3.Connection) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def connect_for_appends(path: Path) -> sqlite3.Connection:
-    """The lineage appends' connection: set up waiting for locks as the main connection
-    does (``PRAGMA synchronous`` reads the schema, and would fail at once with
-    "database is locked" while another worker holds the database, as when it switches
-    a new file to WAL), and only then told never to wait."""
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection set up as each of the store's is: waiting up to `BUSY_TIMEOUT_MS`
+    for another worker's lock, WAL (switching a new file to it), ``synchronous=NORMAL``
+    (per connection: every one as durable), foreign keys, the checkpoint backstop."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA synchronous = NORMAL")  # per connection: as durable as the main
+        use_wal(db)
+        db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
         db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def connect_for_appends(path: Path) -> sqlite3.Connection:
+    """The lineage appends' connection: set up waiting for locks as the main connection
+    is (``PRAGMA synchronous`` reads the schema, and would fail at once with "database
+    is locked" while another worker holds the database, as when it switches a new file
+    to WAL), and only then told never to wait."""
+    db = _connect(path)
+    try:
         db.execute("PRAGMA busy_timeout = 0")
     except BaseException:
         db.close()
@@ -158,16 +171,16 @@ class SqliteStore(SqliteDrafts, SqliteCounters, SqliteSwitches, SqliteLineage, S
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        opened: list[sqlite3.Connection] = []
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            use_wal(db)
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            db = _connect(self.path)
+            opened.append(db)
             lineage_db = connect_for_appends(self.path)
+            opened.append(lineage_db)
             checkpointer = _Checkpointer(self.path)
         except sqlite3.Error as exc:
+            for conn in opened:  # none left open behind a failed start
+                conn.close()
             raise StateUnavailable(f"The SQLite state store cannot be opened: {exc}") from None
         self._db = db
         self._lineage_db = lineage_db
