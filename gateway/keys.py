@@ -156,9 +156,8 @@ def write_once(path: Path, text: str) -> None:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            pass
-        else:
-            _fsync_dir(path.parent)
+            return  # another's file is in place, whole: it is the one kept
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
