@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -16,6 +16,15 @@ from gateway.stores import StateUnavailable
 from gateway.stores import sqlite as sqlite_store
 from gateway.stores.sqlite import SqliteStore
 from tracing import verify_chains
+
+S = TypeVar("S", bound=SqliteStore)
+
+
+async def _opened(store: S) -> S:
+    """`store` opened and migrated."""
+    await store.open()
+    await store.migrate()
+    return store
 
 
 class CommitThenFail(SqliteStore):
@@ -38,9 +47,7 @@ def test_a_write_that_committed_then_failed_does_not_fork_the_chain(
     tmp_path: Path, failure: BaseException, raised: type[BaseException]
 ) -> None:
     async def run() -> list[dict[str, Any]]:
-        store = CommitThenFail(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(CommitThenFail(tmp_path / "s.db"))
         writer = LineageWriter(store)
         await writer.event("test.one", "lin_1", {})
         store.fail_next = failure
@@ -68,9 +75,7 @@ def test_a_write_that_failed_before_commit_leaves_no_gap(tmp_path: Path) -> None
             await super().append_batch(batch)
 
     async def run() -> list[dict[str, Any]]:
-        store = FailFirst(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(FailFirst(tmp_path / "s.db"))
         writer = LineageWriter(store)
         with pytest.raises(OSError):
             await writer.event("test.lost", "lin_1", {})
@@ -93,9 +98,7 @@ def test_concurrent_writes_share_commits_and_keep_the_chain_in_order(tmp_path: P
             await super().append_batch(batch)
 
     async def run() -> tuple[list[dict[str, Any]], list[int]]:
-        store = Counting(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(Counting(tmp_path / "s.db"))
         writer = LineageWriter(store)
         await asyncio.gather(*(writer.event("test.n", f"lin_{i}", {"i": i}) for i in range(40)))
         events = await store.all_events()
@@ -123,9 +126,7 @@ def test_a_lone_write_commits_at_once_and_a_failed_one_resyncs(tmp_path: Path) -
             return True
 
     async def run() -> tuple[list[dict[str, Any]], list[bool], list[int]]:
-        store = CommitNowThenFail(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(CommitNowThenFail(tmp_path / "s.db"))
         writer = LineageWriter(store)
         alone = [True]
         writer.alone = lambda: alone[0]
@@ -168,9 +169,7 @@ def test_a_write_waits_for_another_process_lock_without_blocking_the_loop(
     goes on, and the write lands, in chain order, once the lock is released."""
 
     async def run() -> tuple[list[dict[str, Any]], bool, int]:
-        store = SqliteStore(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(SqliteStore(tmp_path / "s.db"))
         writer = LineageWriter(store)
         writer.alone = lambda: alone
         first = await writer.event("test.first", "lin_0", {})
@@ -202,9 +201,7 @@ def test_a_write_gives_up_when_the_lock_is_never_released(
     monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 300)
 
     async def run() -> list[dict[str, Any]]:
-        store = SqliteStore(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(SqliteStore(tmp_path / "s.db"))
         writer = LineageWriter(store)
         other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
@@ -228,9 +225,7 @@ def test_other_writes_still_wait_for_another_process_lock(tmp_path: Path) -> Non
     commit to end, rather than failing with "database is locked"."""
 
     async def run() -> tuple[bool, float]:
-        store = SqliteStore(tmp_path / "s.db")
-        await store.open()
-        await store.migrate()
+        store = await _opened(SqliteStore(tmp_path / "s.db"))
         other = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")  # another process's commit in progress
         loop = asyncio.get_running_loop()
